@@ -1,0 +1,1 @@
+"""LLM load-testing harness for Anthropic-compatible Messages APIs, built on Locust."""

@@ -1,0 +1,38 @@
+"""The harness's exception tree, kept short on purpose (as in httpx and the anthropic SDK).
+
+    HarnessError
+    ├── ConfigError     bad flag, scenario or config: stops the run at start with one line
+    └── CallError       one measured call failed; carries its outcome class (METRICS.md)
+        └── ProtocolError   malformed SSE/JSON or events out of order (outcome ``protocol``)
+
+``str(CallError)`` is ``"<outcome>: <short reason>"`` and stays stable across calls, so
+Locust's failure table groups failures by class instead of by message text.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CallError", "ConfigError", "HarnessError", "ProtocolError"]
+
+
+class HarnessError(Exception):
+    """Base class of every error the harness raises on purpose."""
+
+
+class ConfigError(HarnessError):
+    """Invalid configuration; the message is one line saying what is wrong and how to fix it."""
+
+
+class CallError(HarnessError):
+    """A classified failure of one call. ``outcome`` is an error class from METRICS.md."""
+
+    def __init__(self, outcome: str, reason: str = "") -> None:
+        self.outcome = outcome
+        self.reason = reason
+        super().__init__(f"{outcome}: {reason}" if reason else outcome)
+
+
+class ProtocolError(CallError):
+    """The server's stream broke the Messages API's wire format."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("protocol", reason)

@@ -1,0 +1,206 @@
+"""The harness's state for one Locust :class:`~locust.env.Environment`.
+
+Like Locust's ``Environment``, one :class:`Harness` object carries everything a run
+shares: the options, the process-wide transport, the calls in flight, the raw samples
+and the artefact files. :func:`attach` creates it (the plugin does so at Locust's
+``init``; in-process runs may call it directly) and :func:`harness_of` finds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from harness import events as llm_events
+from harness.artefacts import RequestsWriter, write_json_atomic
+from harness.errors import CallError
+from harness.measure import CANCELLED, PROTOCOL, CallMeasurement, CallRecord
+from harness.options import HarnessOptions
+from harness.request import MessageRequest
+from harness.summary import SampleStore
+from harness.target import api_key_for
+from harness.transport import Transport, TransportConfig, get_transport
+
+__all__ = ["Harness", "attach", "harness_of"]
+
+log = logging.getLogger(__name__)
+
+_ATTR = "llm_harness"
+
+
+class Harness:
+    """Run state and the one path every measured call takes."""
+
+    def __init__(self, environment: Environment, options: HarnessOptions) -> None:
+        self.environment = environment
+        self.options = options
+        self.stage: str | None = None
+        self.store = SampleStore()
+        self.requests: RequestsWriter | None = None
+        self._in_flight: dict[str, CallMeasurement] = {}
+        self._run_started: float | None = None
+        self._run_ended: float | None = None
+        self._api_key = api_key_for(os.environ)
+        hook = llm_events.install(environment.events)
+        hook.add_listener(self._on_llm_request)
+        environment.events.test_start.add_listener(self._on_test_start)
+        environment.events.test_stop.add_listener(self._on_test_stop)
+
+    # -- calls ----------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def transport(self, host: str) -> Transport:
+        config = TransportConfig(
+            base_url=host,
+            api_key=self._api_key,
+            timeout_s=self.options.request_timeout,
+            connect_timeout_s=self.options.connect_timeout,
+            max_retries=self.options.max_retries,
+        )
+        return get_transport(self.options.transport, config)
+
+    def call(
+        self,
+        request: MessageRequest,
+        *,
+        host: str,
+        scenario: str,
+        user_id: int | None = None,
+        t_scheduled: float | None = None,
+    ) -> CallRecord:
+        """Send ``request``, measure it, report it once; never raises for a failed call.
+
+        A greenlet killed mid-call (the run stopped) records the call as ``cancelled``
+        and lets the kill go on.
+        """
+        measurement = CallMeasurement(
+            scenario=scenario,
+            model=request.model,
+            stream=request.stream,
+            user_id=user_id,
+            worker=self.worker_name,
+            stage=self.stage,
+            t_scheduled=t_scheduled,
+        )
+        self._in_flight[measurement.call_id] = measurement
+        try:
+            self.transport(host).send(request, measurement)
+            record = measurement.finish()
+        except CallError as exc:
+            record = measurement.finish(exc.outcome, error_message=self._redact(exc.reason))
+        except gevent.GreenletExit:
+            self._cancel(measurement, "run stopped mid-call")
+            raise
+        except Exception as exc:  # a bug must cost one call, not the user
+            log.exception("unexpected error in a call of %s", scenario)
+            record = measurement.finish(PROTOCOL, error_message=self._redact(f"{type(exc).__name__}: {exc}"))
+        finally:
+            self._in_flight.pop(measurement.call_id, None)
+        self._report(record)
+        return record
+
+    def _cancel(self, measurement: CallMeasurement, why: str) -> None:
+        if measurement.finished is None:
+            self._report(measurement.finish(CANCELLED, error_message=why))
+
+    def _report(self, record: CallRecord) -> None:
+        llm_events.report_to_locust(self.environment, record)
+        self.environment.events.llm_request.fire(record=record, environment=self.environment)  # type: ignore[attr-defined]
+
+    def _redact(self, text: str) -> str:
+        key = self._api_key
+        return text.replace(key, "***") if key and len(key) >= 8 else text
+
+    # -- the run --------------------------------------------------------------------
+
+    def _on_llm_request(self, *, record: CallRecord, **_: Any) -> None:
+        self.store.add(record)
+        if self.requests is not None:
+            self.requests.write(record)
+
+    def _on_test_start(self, **_: Any) -> None:
+        self.store = SampleStore()
+        self._run_started = time.monotonic()
+        self._run_ended = None
+        if self.writes_artefacts:
+            if self.requests is None:
+                self.requests = RequestsWriter(Path(self.options.report_dir or "."))
+            self.requests.open()
+
+    def _on_test_stop(self, **_: Any) -> None:
+        # Users killed without a chance to run their own handler still get their record.
+        for measurement in list(self._in_flight.values()):
+            self._cancel(measurement, "run stopped mid-call")
+        self._run_ended = time.monotonic()
+        self.write_summary()
+
+    @property
+    def duration_s(self) -> float:
+        if self._run_started is None:
+            return 0.0
+        end = self._run_ended if self._run_ended is not None else time.monotonic()
+        return end - self._run_started
+
+    def summary(self) -> dict[str, Any]:
+        """The summary.json document for the run so far."""
+        return self.store.summary(
+            duration_s=self.duration_s,
+            extra={"config": self.run_config()},
+        )
+
+    def run_config(self) -> dict[str, Any]:
+        """What the run was asked to do; never the API key."""
+        env = self.environment
+        parsed = env.parsed_options
+        return {
+            "host": env.host,
+            "scenarios": [u.__name__ for u in env.user_classes],
+            "users": getattr(parsed, "num_users", None),
+            "spawn_rate": getattr(parsed, "spawn_rate", None),
+            "run_time": getattr(parsed, "run_time", None),
+            **self.options.public(),
+        }
+
+    @property
+    def writes_artefacts(self) -> bool:
+        # Workers leave the files to the master, which sees every worker's calls.
+        return bool(self.options.report_dir) and not isinstance(self.environment.runner, WorkerRunner)
+
+    def write_summary(self) -> None:
+        if not self.writes_artefacts or self.options.report_dir is None:
+            return
+        if self.requests is not None:
+            self.requests.close()
+        write_json_atomic(Path(self.options.report_dir) / "summary.json", self.summary())
+
+    @property
+    def worker_name(self) -> str:
+        runner = self.environment.runner
+        return str(runner.client_id) if isinstance(runner, WorkerRunner) else "local"
+
+
+def attach(environment: Environment, options: HarnessOptions | None = None) -> Harness:
+    """Create the harness for ``environment`` (once); later calls return the same one."""
+    existing: Harness | None = getattr(environment, _ATTR, None)
+    if existing is not None:
+        return existing
+    if options is None:
+        options = HarnessOptions.from_namespace(environment.parsed_options)
+    harness = Harness(environment, options)
+    setattr(environment, _ATTR, harness)
+    return harness
+
+
+def harness_of(environment: Environment) -> Harness:
+    """The environment's harness, attached with default options if nothing attached one yet."""
+    return attach(environment)

@@ -1,0 +1,49 @@
+"""Shared fixtures: real loopback servers in their own processes, real Locust runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "http://" not in line:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+    return proc, line.strip().split()[-1]
+
+
+@pytest.fixture(scope="session")
+def scripted_url() -> Iterator[str]:
+    """Base URL of tests/scripted_server.py, one process for the whole session."""
+    proc, url = _start([str(ROOT / "tests" / "scripted_server.py")])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing in the suite may reach the real API, whatever the developer's shell holds.
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    for name in list(os.environ):
+        if name.startswith("LOCUST_"):
+            monkeypatch.delenv(name, raising=False)

@@ -1,0 +1,224 @@
+"""A scripted Messages API server for tests: known timing, known faults, on loopback.
+
+Run as ``python tests/scripted_server.py`` (prints ``listening on http://127.0.0.1:PORT``).
+The request's ``model`` picks the script, so one server serves every test case:
+
+* ``timed``        message_start at once, first text delta after 200 ms, then 19 more
+                   deltas 10 ms apart; usage.output_tokens = 20; stop_reason end_turn
+* ``thinking``     100 ms, 5 thinking deltas, a signature, then 5 text deltas 10 ms apart
+* ``http_429`` / ``http_529`` / ``http_500``   an error response (429 with retry-after: 3)
+* ``midstream``    3 deltas, then ``event: error`` (overloaded_error)
+* ``drop``         3 deltas, then the connection is cut mid-body
+* ``malformed``    a content_block_delta whose data is not JSON
+* ``no_stop``      a clean end of the body without message_stop
+* ``out_of_order`` a content_block_delta before message_start
+* ``stall``        message_start, then silence for 5 s
+* ``no_usage``     a stream with no usage anywhere
+* ``whole``        a non-streaming message after 150 ms
+
+Standard library only: it runs in its own process, outside Locust's gevent patching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FIRST_DELTA_S = 0.200
+DELTA_GAP_S = 0.010
+DELTAS = 20
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def message_start(model: str, usage: bool = True) -> bytes:
+    message: dict[str, Any] = {
+        "id": "msg_test",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+    }
+    if usage:
+        message["usage"] = {"input_tokens": 12, "output_tokens": 1}
+    return sse("message_start", {"type": "message_start", "message": message})
+
+
+def block_start(index: int, kind: str = "text") -> bytes:
+    block: dict[str, Any] = {"type": kind, "text": ""} if kind == "text" else {"type": kind, "thinking": ""}
+    return sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def delta(index: int, kind: str, payload: str) -> bytes:
+    field = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}[kind]
+    return sse(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": index, "delta": {"type": kind, field: payload}},
+    )
+
+
+def block_stop(index: int) -> bytes:
+    return sse("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+def message_end(output_tokens: int | None, stop_reason: str = "end_turn") -> bytes:
+    body: dict[str, Any] = {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+    }
+    if output_tokens is not None:
+        body["usage"] = {"output_tokens": output_tokens}
+    return sse("message_delta", body) + sse("message_stop", {"type": "message_stop"})
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", "0"))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        model = str(body.get("model", ""))
+        if model.startswith("http_"):
+            return self.error(int(model[5:]))
+        if model == "whole":
+            time.sleep(0.150)
+            return self.json(
+                200,
+                {
+                    "id": "msg_whole",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [{"type": "text", "text": "hello there"}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 12, "output_tokens": 7},
+                },
+            )
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("request-id", f"req_{model}")
+        self.end_headers()
+        getattr(self, f"script_{model}", self.script_timed)(model)
+
+    def chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def end(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def error(self, status: int) -> None:
+        kind = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error"}.get(status, "api_error")
+        headers = {"retry-after": "3"} if status == 429 else {}
+        self.json(status, {"type": "error", "error": {"type": kind, "message": f"scripted {status}"}}, headers)
+
+    def json(self, status: int, doc: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("request-id", f"req_{status}")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def text_deltas(self, index: int, count: int, first_after: float, gap: float) -> None:
+        time.sleep(first_after)
+        for i in range(count):
+            if i:
+                time.sleep(gap)
+            self.chunk(delta(index, "text_delta", f"w{i} "))
+
+    def script_timed(self, model: str) -> None:
+        self.chunk(message_start(model) + block_start(0) + sse("ping", {"type": "ping"}))
+        self.text_deltas(0, DELTAS, FIRST_DELTA_S, DELTA_GAP_S)
+        self.chunk(block_stop(0) + message_end(DELTAS))
+        self.end()
+
+    def script_thinking(self, model: str) -> None:
+        self.chunk(message_start(model) + block_start(0, "thinking"))
+        time.sleep(0.100)
+        for i in range(5):
+            self.chunk(delta(0, "thinking_delta", f"t{i} "))
+            time.sleep(DELTA_GAP_S)
+        self.chunk(delta(0, "signature_delta", "sig") + block_stop(0) + block_start(1))
+        self.text_deltas(1, 5, DELTA_GAP_S, DELTA_GAP_S)
+        self.chunk(block_stop(1) + message_end(10))
+        self.end()
+
+    def script_midstream(self, model: str) -> None:
+        self.chunk(message_start(model) + block_start(0))
+        self.text_deltas(0, 3, 0.01, 0.01)
+        self.chunk(sse("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
+        self.end()
+
+    def script_drop(self, model: str) -> None:
+        self.chunk(message_start(model) + block_start(0))
+        self.text_deltas(0, 3, 0.01, 0.01)
+        self.wfile.write(b"40\r\nevent: content_block_delta\n")  # a chunk cut short
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+    def script_malformed(self, model: str) -> None:
+        self.chunk(message_start(model) + block_start(0))
+        self.chunk(b"event: content_block_delta\ndata: {not json\n\n")
+        self.chunk(block_stop(0) + message_end(1))
+        self.end()
+
+    def script_no_stop(self, model: str) -> None:
+        self.chunk(message_start(model) + block_start(0))
+        self.text_deltas(0, 3, 0.01, 0.01)
+        self.end()
+
+    def script_out_of_order(self, model: str) -> None:
+        self.chunk(delta(0, "text_delta", "early") + message_start(model))
+        self.chunk(block_stop(0) + message_end(1))
+        self.end()
+
+    def script_stall(self, model: str) -> None:
+        self.chunk(message_start(model) + block_start(0))
+        time.sleep(5)
+        self.end()
+
+    def script_no_usage(self, model: str) -> None:
+        self.chunk(message_start(model, usage=False) + block_start(0))
+        self.text_deltas(0, 3, 0.01, 0.01)
+        self.chunk(block_stop(0) + message_end(None))
+        self.end()
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main() -> None:
+    server = Server(("127.0.0.1", 0), Handler)
+    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever(poll_interval=0.05)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Helpers that drive real, in-process Locust runs for the tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.user import User
+
+from harness import CallRecord, HarnessOptions, attach
+
+
+@dataclass
+class Run:
+    env: Environment
+    records: list[CallRecord] = field(default_factory=list)
+
+    def stats_row(self, name: str, kind: str) -> Any:
+        return self.env.stats.entries.get((name, kind))
+
+
+def run_local(
+    user_classes: Sequence[type[User]],
+    host: str,
+    *,
+    users: int = 1,
+    seconds: float = 2.0,
+    options: HarnessOptions | None = None,
+    stop_timeout: float | None = None,
+) -> Run:
+    """Run a LocalRunner for ``seconds`` and return every llm_request record."""
+    env = Environment(user_classes=list(user_classes), host=host, stop_timeout=stop_timeout)
+    run = Run(env)
+    env.create_local_runner()
+    # Import the SDK and build the shared client before the clock starts (~1 s, once).
+    attach(env, options or HarnessOptions()).transport(host)
+    env.events.llm_request.add_listener(lambda record, **_: run.records.append(record))  # type: ignore[attr-defined]
+    assert env.runner is not None
+    env.runner.start(users, spawn_rate=max(users, 1) * 10)
+    gevent.sleep(seconds)
+    env.runner.quit()
+    return run
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]

@@ -1,0 +1,215 @@
+"""Latency model and model profiles: how long the simulated service takes, per model family.
+
+The model (formulas also in docs/simulator.md):
+
+    TTFT          = base_delay * J + queue_wait + uncached_input_tokens / prefill_tokens_per_s + step(n)
+    step(n)       = (1 / decode_tokens_per_s) * (1 + batch_slowdown * (n - 1)) * U      (one token per stream)
+    per-stream    = decode_tokens_per_s / (1 + batch_slowdown * (n - 1))                 tokens/s
+    aggregate     = n * per-stream, for n <= max_batch (admitted requests); more requests wait in a FIFO queue
+
+where n is the number of requests admitted to the model's batch at that moment, J is a seeded log-normal
+jitter factor (median 1, sigma `base_delay_jitter`) and U a seeded uniform factor in [1 - step_jitter,
+1 + step_jitter]. Aggregate throughput rises with n up to `max_batch`, then stays flat while TTFT grows by
+the queue wait: the knee of a throughput-vs-concurrency curve is at max_batch.
+
+The profile numbers are ILLUSTRATIVE, chosen so the families are ordered fastest (Haiku) to slowest (Opus)
+as Anthropic's models overview describes them; they are not measurements of the real service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """Every timing and length parameter of one simulated model; all overridable via --config."""
+
+    name: str
+    family: str
+    base_delay_s: float  # network + front-end time before the model starts; the TTFT of an empty prompt
+    base_delay_jitter: float  # sigma of the log-normal factor on base_delay_s
+    prefill_tokens_per_s: float  # uncached input tokens processed per second before the first token
+    decode_tokens_per_s: float  # per-stream output rate when the stream is alone in the batch
+    batch_slowdown: float  # fractional slowdown of every stream per extra request in the batch
+    max_batch: int  # requests decoded concurrently; beyond this they queue (FIFO)
+    step_jitter: float  # +/- fraction of uniform jitter on each inter-token gap
+    output_tokens_median: int  # seeded log-normal output length when max_tokens does not cut it short
+    output_tokens_sigma: float
+    output_tokens_min: int
+    output_tokens_max: int
+    thinking_tokens_median: int  # extended thinking length (capped by budget_tokens)
+    cache_min_tokens: int  # a cache_control prefix shorter than this is not cached, like the real API
+
+    def step_time(self, n: int) -> float:
+        """Seconds between two tokens of one stream when `n` requests share the batch."""
+        return (1.0 + self.batch_slowdown * max(0, n - 1)) / self.decode_tokens_per_s
+
+    def aggregate_tokens_per_s(self, n: int) -> float:
+        n = min(n, self.max_batch)
+        return n / self.step_time(n) if n else 0.0
+
+
+_COMMON: dict[str, Any] = {
+    "base_delay_jitter": 0.25,
+    "step_jitter": 0.15,
+    "output_tokens_sigma": 0.6,
+    "output_tokens_min": 8,
+    "output_tokens_max": 1200,
+    "thinking_tokens_median": 300,
+    "cache_min_tokens": 1024,
+}
+
+# Illustrative figures only (see module docstring). Haiku: TTFT ~0.25 s, ~170 tokens/s alone.
+DEFAULT_PROFILES: dict[str, ModelProfile] = {
+    "claude-haiku-4-5": ModelProfile(
+        name="claude-haiku-4-5",
+        family="haiku",
+        base_delay_s=0.25,
+        prefill_tokens_per_s=40_000,
+        decode_tokens_per_s=170,
+        batch_slowdown=0.02,
+        max_batch=64,
+        output_tokens_median=160,
+        **_COMMON,
+    ),
+    "claude-sonnet-4-5": ModelProfile(
+        name="claude-sonnet-4-5",
+        family="sonnet",
+        base_delay_s=0.45,
+        prefill_tokens_per_s=20_000,
+        decode_tokens_per_s=75,
+        batch_slowdown=0.02,
+        max_batch=48,
+        output_tokens_median=200,
+        **_COMMON,
+    ),
+    "claude-opus-4-5": ModelProfile(
+        name="claude-opus-4-5",
+        family="opus",
+        base_delay_s=0.8,
+        prefill_tokens_per_s=10_000,
+        decode_tokens_per_s=45,
+        batch_slowdown=0.02,
+        max_batch=32,
+        output_tokens_median=220,
+        **_COMMON,
+    ),
+}
+
+FAMILIES = ("haiku", "sonnet", "opus")
+PROFILE_FIELDS = {f.name for f in fields(ModelProfile)}
+
+
+def build_profiles(
+    overrides: dict[str, dict[str, Any]] | None = None,
+    all_models: dict[str, Any] | None = None,
+) -> dict[str, ModelProfile]:
+    """Default profiles with `all_models` applied to each, then per-model `overrides`.
+
+    An override naming an unknown model defines a new one; it starts from its `family` profile (default
+    sonnet), so a config can add e.g. a custom model id with its own numbers.
+    """
+    profiles = dict(DEFAULT_PROFILES)
+    if all_models:
+        _check_keys(all_models, "models.*")
+        profiles = {k: replace(p, **all_models) for k, p in profiles.items()}
+    for name, values in (overrides or {}).items():
+        _check_keys(values, f"models.{name}")
+        if name in profiles:
+            base = profiles[name]
+        else:
+            family = str(values.get("family", "sonnet"))
+            base = next((p for p in profiles.values() if p.family == family), profiles["claude-sonnet-4-5"])
+        profiles[name] = replace(base, **{**values, "name": name})
+    for p in profiles.values():
+        if p.decode_tokens_per_s <= 0 or p.prefill_tokens_per_s <= 0 or p.max_batch < 1:
+            raise ValueError(f"model {p.name}: rates must be > 0 and max_batch >= 1")
+    return profiles
+
+
+def _check_keys(values: dict[str, Any], where: str) -> None:
+    unknown = set(values) - PROFILE_FIELDS
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown profile parameter(s) {sorted(unknown)}; known: {sorted(PROFILE_FIELDS)}"
+        )
+
+
+def resolve_model(name: str, profiles: dict[str, ModelProfile]) -> ModelProfile | None:
+    """The profile serving a requested model id, or None (the API answers 404 not_found_error).
+
+    Exact ids first, then dated/suffixed variants of a known id (`claude-haiku-4-5-20251001`), then any id
+    containing a family word (`claude-3-5-haiku-latest`) maps to that family's default profile.
+    """
+    if name in profiles:
+        return profiles[name]
+    for key in sorted(profiles, key=len, reverse=True):
+        if name.startswith(key + "-") or name.startswith(key + "@"):
+            return profiles[key]
+    lowered = name.lower()
+    if lowered.startswith("claude"):
+        for family in FAMILIES:
+            if family in lowered:
+                for p in DEFAULT_PROFILES.values():
+                    if p.family == family:
+                        return profiles.get(p.name, p)
+    return None
+
+
+def sample_output_tokens(profile: ModelProfile, rng: random.Random) -> int:
+    """Natural response length (before max_tokens): seeded log-normal around the profile median."""
+    n = round(rng.lognormvariate(math.log(profile.output_tokens_median), profile.output_tokens_sigma))
+    return max(profile.output_tokens_min, min(profile.output_tokens_max, n))
+
+
+def sample_base_delay(profile: ModelProfile, rng: random.Random) -> float:
+    return profile.base_delay_s * rng.lognormvariate(0.0, profile.base_delay_jitter)
+
+
+class Engine:
+    """One model's batch: at most max_batch admitted requests; the rest wait FIFO for a slot.
+
+    `active` is the n of the latency model. A slot is handed directly to the oldest waiter on release so a
+    newcomer cannot overtake the queue.
+    """
+
+    def __init__(self, profile: ModelProfile) -> None:
+        self.profile = profile
+        self.active = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self) -> None:
+        if self.active < self.profile.max_batch and not self._waiters:
+            self.active += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot was handed over just as we were cancelled: pass it on
+            else:
+                self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the slot moves to the waiter; `active` is unchanged
+                return
+        self.active -= 1
+
+    def step_time(self) -> float:
+        return self.profile.step_time(self.active)

@@ -7,6 +7,7 @@ needs; nothing here runs for in-process ``Environment`` runs, which call
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any, NoReturn
@@ -16,6 +17,7 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from harness.errors import ConfigError
+from harness.locust_csv import FinalCSV
 from harness.options import HarnessOptions, add_arguments
 from harness.runtime import attach
 from harness.target import resolve_target, start_simulator
@@ -63,7 +65,11 @@ def _on_parser(parser: Any, **_: Any) -> None:
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
+    # The SDK's HTTP client logs every request at INFO, which would drown Locust's output.
+    for name in ("httpx2", "httpx", "httpcore2", "anthropic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         prepare(environment)
     except ConfigError as exc:
         fail_start(str(exc))
+    FinalCSV.install(environment)

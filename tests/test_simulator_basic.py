@@ -86,9 +86,7 @@ def test_sdk_streaming_create(client: anthropic.Anthropic) -> None:
     events = list(stream)
     types = [e.type for e in events]
     assert types[0] == "message_start" and types[-1] == "message_stop"
-    text = "".join(
-        e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta"
-    )
+    text = "".join(e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta")
     assert text
     delta = next(e for e in events if e.type == "message_delta")
     assert delta.usage.output_tokens == types.count("content_block_delta")

@@ -28,9 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free port (printed)")
-    p.add_argument(
-        "--seed", type=int, default=None, help="seed for all jitter and output lengths (default 0)"
-    )
+    p.add_argument("--seed", type=int, default=None, help="seed for all jitter and output lengths (default 0)")
     p.add_argument(
         "--ttft",
         type=float,

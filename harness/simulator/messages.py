@@ -77,9 +77,7 @@ def _strip(block: Any) -> Any:
 
 def _unit(chars: int, content: Any, ttl: float | None, fixed: int | None = None) -> PromptUnit:
     digest = hashlib.blake2b(json.dumps(content, sort_keys=True).encode(), digest_size=16).digest()
-    return PromptUnit(
-        tokens=fixed if fixed is not None else tokens_for_chars(chars), digest=digest, cache_ttl_s=ttl
-    )
+    return PromptUnit(tokens=fixed if fixed is not None else tokens_for_chars(chars), digest=digest, cache_ttl_s=ttl)
 
 
 def _block_chars(block: Any) -> tuple[int, int | None]:
@@ -146,17 +144,13 @@ def parse_messages_request(body: Any, *, for_count: bool = False) -> MessagesReq
             if not isinstance(budget, int) or isinstance(budget, bool):
                 raise InvalidRequest("thinking.enabled.budget_tokens: Field required")
             if budget < 1024:
-                raise InvalidRequest(
-                    "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
-                )
+                raise InvalidRequest("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
             if not for_count and max_tokens <= budget:
                 raise InvalidRequest("`max_tokens` must be greater than `thinking.budget_tokens`")
             thinking_budget = budget
 
     tools = body.get("tools") or []
-    if not isinstance(tools, list) or not all(
-        isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools
-    ):
+    if not isinstance(tools, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools):
         raise InvalidRequest("tools: each tool must be an object with a string `name`")
     tool_choice = body.get("tool_choice") or {"type": "auto"}
     if not isinstance(tool_choice, dict) or tool_choice.get("type") not in ("auto", "any", "tool", "none"):
@@ -167,9 +161,7 @@ def parse_messages_request(body: Any, *, for_count: bool = False) -> MessagesReq
     units: list[PromptUnit] = []
     for tool in tools:
         chars = (
-            len(tool["name"])
-            + len(str(tool.get("description", "")))
-            + len(json.dumps(tool.get("input_schema", {})))
+            len(tool["name"]) + len(str(tool.get("description", ""))) + len(json.dumps(tool.get("input_schema", {})))
         )
         units.append(_unit(chars, _strip(tool), _ttl(tool)))
     system = body.get("system")
@@ -205,9 +197,7 @@ def parse_messages_request(body: Any, *, for_count: bool = False) -> MessagesReq
         else:
             raise InvalidRequest(f"messages.{i}.content: Input should be a valid string or list")
         if role == "user":
-            last_user_has_tool_result = any(
-                isinstance(b, dict) and b.get("type") == "tool_result" for b in blocks
-            )
+            last_user_has_tool_result = any(isinstance(b, dict) and b.get("type") == "tool_result" for b in blocks)
 
     return MessagesRequest(
         model=model,

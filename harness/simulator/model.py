@@ -136,9 +136,7 @@ def build_profiles(
 def _check_keys(values: dict[str, Any], where: str) -> None:
     unknown = set(values) - PROFILE_FIELDS
     if unknown:
-        raise ValueError(
-            f"{where}: unknown profile parameter(s) {sorted(unknown)}; known: {sorted(PROFILE_FIELDS)}"
-        )
+        raise ValueError(f"{where}: unknown profile parameter(s) {sorted(unknown)}; known: {sorted(PROFILE_FIELDS)}")
 
 
 def resolve_model(name: str, profiles: dict[str, ModelProfile]) -> ModelProfile | None:

@@ -120,9 +120,7 @@ def make_plan(req: MessagesRequest, profile: ModelProfile, rng: random.Random) -
         if used >= budget:
             return ResponsePlan(blocks, "max_tokens", None, used)
 
-    wants_tool = (
-        bool(req.tools) and req.tool_choice.get("type") != "none" and not req.last_user_has_tool_result
-    )
+    wants_tool = bool(req.tools) and req.tool_choice.get("type") != "none" and not req.last_user_has_tool_result
     if wants_tool:
         if req.tool_choice.get("type") == "tool":
             tool = next(t for t in req.tools if t["name"] == req.tool_choice["name"])

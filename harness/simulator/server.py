@@ -225,20 +225,14 @@ class Simulator:
             self.trace.write(record)
         return req.keep_alive and record.outcome not in ("fault_drop", "client_closed")
 
-    def _error(
-        self, status: int, message: str, rid: str, headers: list[tuple[str, str]] | None = None
-    ) -> Response:
+    def _error(self, status: int, message: str, rid: str, headers: list[tuple[str, str]] | None = None) -> Response:
         return Response(status, wire.error_body(status, message, rid), headers)
 
     # ---- endpoints -------------------------------------------------------------------------------
 
-    def _parse(
-        self, req: Request, rid: str, for_count: bool
-    ) -> tuple[MessagesRequest, ModelProfile] | Response:
+    def _parse(self, req: Request, rid: str, for_count: bool) -> tuple[MessagesRequest, ModelProfile] | Response:
         if req.body_too_large:
-            return self._error(
-                413, f"Request exceeds the maximum size of {self.config.max_body_bytes} bytes", rid
-            )
+            return self._error(413, f"Request exceeds the maximum size of {self.config.max_body_bytes} bytes", rid)
         try:
             body: Any = json.loads(req.body)
         except ValueError:
@@ -321,9 +315,7 @@ class Simulator:
 
     # ---- response bodies -------------------------------------------------------------------------
 
-    def _message_json(
-        self, msg_id: str, model: str, plan: ResponsePlan, usage: dict[str, int]
-    ) -> dict[str, Any]:
+    def _message_json(self, msg_id: str, model: str, plan: ResponsePlan, usage: dict[str, int]) -> dict[str, Any]:
         return {
             "id": msg_id,
             "type": "message",

@@ -36,14 +36,29 @@ Every consumer of the harness's figures listens here: ``requests.jsonl``,
 """
 
 
-def install(events: Events) -> EventHook:
-    """Add the ``llm_request`` hook to a Locust ``Events`` instance (once)."""
-    hook = getattr(events, "llm_request", None)
-    if hook is None:
-        hook = EventHook()
-        hook.__doc__ = LLM_REQUEST_DOC
-        events.llm_request = hook  # type: ignore[attr-defined]
-    return hook
+LLM_SUMMARY_DOC = """
+Fired when a test stops, after every in-flight call has been recorded and before
+``summary.json`` is written.
+
+Event arguments (keyword-only):
+
+:param summary: the summary document (a dict); listeners may add sections to it
+:param harness: the :class:`harness.Harness` of the run
+:param environment: the Locust :class:`~locust.env.Environment`
+
+Analyses that extend the summary (stages, SLO verdicts, generator health) listen here.
+"""
+
+_HOOKS = {"llm_request": LLM_REQUEST_DOC, "llm_summary": LLM_SUMMARY_DOC}
+
+
+def install(events: Events) -> None:
+    """Add the harness's hooks (``llm_request``, ``llm_summary``) to a Locust ``Events`` (once)."""
+    for name, doc in _HOOKS.items():
+        if getattr(events, name, None) is None:
+            hook = EventHook()
+            hook.__doc__ = doc
+            setattr(events, name, hook)
 
 
 def report_to_locust(environment: Environment, record: CallRecord) -> None:

@@ -24,6 +24,7 @@ from harness.errors import CallError
 from harness.measure import CANCELLED, PROTOCOL, CallMeasurement, CallRecord
 from harness.options import HarnessOptions
 from harness.request import MessageRequest
+from harness.slo import SLO, call_meets
 from harness.summary import SampleStore
 from harness.target import api_key_for
 from harness.transport import Transport, TransportConfig, get_transport
@@ -42,16 +43,21 @@ class Harness:
         self.environment = environment
         self.options = options
         self.stage: str | None = None
-        self.store = SampleStore()
+        self.slos: list[SLO] = []
+        self.store = self._new_store()
         self.requests: RequestsWriter | None = None
         self._in_flight: dict[str, CallMeasurement] = {}
         self._run_started: float | None = None
         self._run_ended: float | None = None
+        self.last_summary: dict[str, Any] | None = None
         self._api_key = api_key_for(os.environ)
-        hook = llm_events.install(environment.events)
-        hook.add_listener(self._on_llm_request)
+        llm_events.install(environment.events)
+        environment.events.llm_request.add_listener(self._on_llm_request)  # type: ignore[attr-defined]
         environment.events.test_start.add_listener(self._on_test_start)
         environment.events.test_stop.add_listener(self._on_test_stop)
+
+    def _new_store(self) -> SampleStore:
+        return SampleStore(good=lambda record: call_meets(record, self.slos))
 
     # -- calls ----------------------------------------------------------------------
 
@@ -129,7 +135,7 @@ class Harness:
             self.requests.write(record)
 
     def _on_test_start(self, **_: Any) -> None:
-        self.store = SampleStore()
+        self.store = self._new_store()
         self._run_started = time.monotonic()
         self._run_ended = None
         if self.environment.host:
@@ -145,7 +151,11 @@ class Harness:
         for measurement in list(self._in_flight.values()):
             self._cancel(measurement, "run stopped mid-call")
         self._run_ended = time.monotonic()
-        self.write_summary()
+        self.last_summary = self.summary()
+        self.environment.events.llm_summary.fire(  # type: ignore[attr-defined]
+            summary=self.last_summary, harness=self, environment=self.environment
+        )
+        self.write_summary(self.last_summary)
 
     @property
     def duration_s(self) -> float:
@@ -179,12 +189,12 @@ class Harness:
         # Workers leave the files to the master, which sees every worker's calls.
         return bool(self.options.report_dir) and not isinstance(self.environment.runner, WorkerRunner)
 
-    def write_summary(self) -> None:
+    def write_summary(self, document: dict[str, Any]) -> None:
         if not self.writes_artefacts or self.options.report_dir is None:
             return
         if self.requests is not None:
             self.requests.close()
-        write_json_atomic(Path(self.options.report_dir) / "summary.json", self.summary())
+        write_json_atomic(Path(self.options.report_dir) / "summary.json", document)
 
     @property
     def worker_name(self) -> str:

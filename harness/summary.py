@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from harness.measure import CANCELLED, OK, CallRecord
@@ -55,9 +55,11 @@ class _Bucket:
         self.outcomes: Counter[str] = Counter()
         self.input_tokens = 0
         self.output_tokens = 0
+        self.good = 0
 
-    def add(self, record: CallRecord) -> None:
+    def add(self, record: CallRecord, good: bool) -> None:
         self.outcomes[record.outcome] += 1
+        self.good += good
         self.input_tokens += record.input_tokens or 0
         self.output_tokens += record.output_tokens or 0
         if record.outcome != OK:
@@ -78,6 +80,7 @@ class _Bucket:
         self.outcomes.update(other.outcomes)
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
+        self.good += other.good
 
     def summary(self, duration_s: float) -> dict[str, Any]:
         calls = sum(self.outcomes.values())
@@ -97,22 +100,32 @@ class _Bucket:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "output_tokens_per_s": per_s(self.output_tokens),
-            "goodput_per_s": per_s(ok),
+            "good": self.good,
+            "goodput_per_s": per_s(self.good),
             **{f"{m}_s": distribution(v) for m, v in self.samples.items()},
         }
 
 
-class SampleStore:
-    """Collects every finished call of a run, per scenario."""
+def _ok(record: CallRecord) -> bool:
+    return record.ok
 
-    def __init__(self) -> None:
+
+class SampleStore:
+    """Collects every finished call of a run, per scenario.
+
+    ``good`` decides which calls count toward goodput; by default every successful
+    call, and with SLOs the successful calls that meet them (:func:`harness.slo.call_meets`).
+    """
+
+    def __init__(self, good: Callable[[CallRecord], bool] = _ok) -> None:
         self._buckets: dict[str, _Bucket] = {}
+        self._good = good
 
     def add(self, record: CallRecord) -> None:
         bucket = self._buckets.get(record.scenario)
         if bucket is None:
             bucket = self._buckets[record.scenario] = _Bucket()
-        bucket.add(record)
+        bucket.add(record, self._good(record))
 
     @property
     def calls(self) -> int:

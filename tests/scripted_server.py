@@ -5,7 +5,7 @@ The request's ``model`` picks the script, so one server serves every test case:
 
 * ``timed``        message_start at once, first text delta after 200 ms, then 19 more
                    deltas 10 ms apart; usage.output_tokens = 20; stop_reason end_turn
-* ``thinking``     100 ms, 5 thinking deltas, a signature, then 5 text deltas 10 ms apart
+* ``thinking``     100 ms, 5 thinking deltas 10 ms apart, a signature, 100 ms, then 5 text deltas
 * ``http_429`` / ``http_529`` / ``http_500``   an error response (429 with retry-after: 3)
 * ``midstream``    3 deltas, then ``event: error`` (overloaded_error)
 * ``drop``         3 deltas, then the connection is cut mid-body
@@ -162,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             self.chunk(delta(0, "thinking_delta", f"t{i} "))
             time.sleep(DELTA_GAP_S)
         self.chunk(delta(0, "signature_delta", "sig") + block_stop(0) + block_start(1))
-        self.text_deltas(1, 5, DELTA_GAP_S, DELTA_GAP_S)
+        self.text_deltas(1, 5, 0.100, DELTA_GAP_S)
         self.chunk(block_stop(1) + message_end(10))
         self.end()
 

@@ -16,6 +16,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from harness import catalog as _catalog  # noqa: F401  (its init listener must run before this module's)
 from harness.errors import ConfigError
 from harness.locust_csv import FinalCSV
 from harness.options import HarnessOptions, add_arguments

@@ -21,8 +21,10 @@ from typing import Any, ClassVar
 from locust import User, task
 
 from harness import plugin as _plugin  # noqa: F401  (registers the harness's options and listeners)
+from harness.catalog import tag_tasks
 from harness.errors import ConfigError
 from harness.measure import CallRecord
+from harness.prompts import PromptSource
 from harness.request import MessageRequest, user_message
 from harness.runtime import Harness, harness_of
 
@@ -45,7 +47,13 @@ class AnthropicUser(User):
     * ``stream`` — ``True`` measures TTFT and completion time; ``False`` measures
       completion time only (the latency guide's baseline latency).
     * ``params`` — any other request field (``tools``, ``thinking``, ``stop_sequences``…).
+    * ``prompt_source`` — where each call's request comes from instead of ``prompt``: a
+      :mod:`harness.prompts` source (``Text``, ``Template``, ``Dataset``, ``Synthetic``).
     * ``scenario_name`` — the name in Locust's stats; the class name by default.
+    * ``tags`` — tags for every task of the class, so ``--tags`` selects the scenario.
+    * ``weight`` / ``fixed_count`` — Locust's own: the share of users this class gets.
+
+    The class's docstring's first line is its description in ``locust --list``.
     """
 
     abstract = True
@@ -58,7 +66,18 @@ class AnthropicUser(User):
     temperature: ClassVar[float | None] = None
     stream: ClassVar[bool] = True
     params: ClassVar[Mapping[str, Any]] = {}
+    prompt_source: ClassVar[PromptSource | None] = None
     scenario_name: ClassVar[str | None] = None
+    tags: ClassVar[Sequence[str]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Locust hands a subclass its bases' tasks too: a class with @tasks of its own must not
+        # also run the inherited one-call task (with no prompt, it would send an empty turn).
+        own = [t for t in cls.tasks if getattr(t, "__wrapped__", t) is not AnthropicUser.call_once]
+        if own:
+            cls.tasks = own
+        tag_tasks(cls)
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -81,8 +100,16 @@ class AnthropicUser(User):
             raise ConfigError(f'{where} has no model; set e.g. model = "claude-haiku-4-5"')
         if isinstance(cls.max_tokens, bool) or not isinstance(cls.max_tokens, int) or cls.max_tokens <= 0:
             raise ConfigError(f"{where}: max_tokens must be a positive integer, got {cls.max_tokens!r}")
-        has_tasks = any(t is not AnthropicUser.call_once for t in cls.tasks)
-        if cls.conversation is None and not has_tasks and not (cls.prompt and cls.prompt.strip()):
+        has_tasks = any(getattr(t, "__wrapped__", t) is not AnthropicUser.call_once for t in cls.tasks)
+        source = cls.prompt_source
+        if source is not None:
+            if not isinstance(source, PromptSource):
+                raise ConfigError(f"{where}: prompt_source must be a harness.prompts source, got {source!r}")
+            try:
+                source.check()
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        elif cls.conversation is None and not has_tasks and not (cls.prompt and cls.prompt.strip()):
             raise ConfigError(f'{where} has an empty prompt; set prompt = "..." or conversation = [...]')
 
     def build_request(
@@ -144,8 +171,11 @@ class AnthropicUser(User):
 
     @task
     def call_once(self) -> None:
-        """The default task: one call with the class's configuration."""
-        self.messages()
+        """The default task: one call with the class's configuration (or its prompt source's next request)."""
+        if self.prompt_source is not None:
+            self.messages(**self.prompt_source.next_request())
+        else:
+            self.messages()
 
 
 def _source_of(cls: type) -> str:

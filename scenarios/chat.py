@@ -12,3 +12,4 @@ class ShortChat(AnthropicUser):
     model = "claude-haiku-4-5"
     max_tokens = 256
     prompt = "In two sentences, why does streaming make a chat interface feel faster?"
+    tags = ("chat",)

@@ -72,8 +72,8 @@ class AnthropicUser(User):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # Locust hands a subclass its bases' tasks too: a class with @tasks of its own must not
-        # also run the inherited one-call task (with no prompt, it would send an empty turn).
+        # Locust hands a subclass its base classes' tasks too; the default call is only
+        # for scenarios that define no task of their own. (``tags`` wrap tasks: unwrap to compare.)
         own = [t for t in cls.tasks if getattr(t, "__wrapped__", t) is not AnthropicUser.call_once]
         if own:
             cls.tasks = own
@@ -100,7 +100,7 @@ class AnthropicUser(User):
             raise ConfigError(f'{where} has no model; set e.g. model = "claude-haiku-4-5"')
         if isinstance(cls.max_tokens, bool) or not isinstance(cls.max_tokens, int) or cls.max_tokens <= 0:
             raise ConfigError(f"{where}: max_tokens must be a positive integer, got {cls.max_tokens!r}")
-        has_tasks = any(getattr(t, "__wrapped__", t) is not AnthropicUser.call_once for t in cls.tasks)
+        uses_default_task = any(getattr(t, "__wrapped__", t) is AnthropicUser.call_once for t in cls.tasks)
         source = cls.prompt_source
         if source is not None:
             if not isinstance(source, PromptSource):
@@ -109,7 +109,7 @@ class AnthropicUser(User):
                 source.check()
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
-        elif cls.conversation is None and not has_tasks and not (cls.prompt and cls.prompt.strip()):
+        elif uses_default_task and cls.conversation is None and not (cls.prompt and cls.prompt.strip()):
             raise ConfigError(f'{where} has an empty prompt; set prompt = "..." or conversation = [...]')
 
     def build_request(

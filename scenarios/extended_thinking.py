@@ -2,7 +2,8 @@
 
 With thinking on, the first tokens are thinking, not answer: TTFT (first token of any kind)
 stays low while time to first text (``first_text_s``) and completion time grow with the budget.
-Compare ``ttft_s`` with ``first_text_s`` per class. ``max_tokens`` must exceed the budget.
+Compare ``ttft_s`` with ``first_text_s`` per class. ``max_tokens`` must exceed the budget
+(so a ``--max-tokens`` override below it makes these calls fail with ``http_400``).
 Run alone: ``locust -f scenarios/extended_thinking.py --headless -u 3 -t 1m``.
 """
 

@@ -201,7 +201,6 @@ def add_arguments(parser: Any) -> None:
         metavar="FILE",
         env_var="LOCUST_DATASET",
         default=None,
-        include_in_web_ui=False,  # read once at start; a change in the web UI's form could not apply
         help="JSONL file of Messages API requests (one per line) for the scenarios that replay a dataset, "
         "e.g. DatasetReplay. Default: each such scenario's own sample file.",
     )

@@ -14,15 +14,20 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from locust import task
 from locust.argument_parser import get_parser
 from locust.env import Environment
+from locust.exception import StopUser
 from locust.user import User
 from locust.util.load_locustfile import is_user_class, load_locustfile
 
-from harness import CallRecord, ConfigError
+from harness import AnthropicUser, CallRecord, ConfigError
 from harness.catalog import describe, select, tags_of
+from harness.conversation import Conversation
+from harness.prompts import CHARS_PER_TOKEN
 from harness.simulator.launcher import SimulatorProcess
 from harness.simulator.messages import parse_messages_request
 
@@ -298,3 +303,42 @@ def test_bad_scenarios_stop_at_start_with_one_line(
     assert len(errors) == 1 and errors[0].startswith("locust: error: "), result.stderr
     assert message.format(file=file, dataset=data) in errors[0]
     assert "Traceback" not in result.stderr
+
+
+# -- conversations ----------------------------------------------------------------------------
+
+conversations: list[dict[str, Any]] = []
+
+
+class FailingTurn(AnthropicUser):
+    """A conversation whose middle turn fails (the scripted server's http_500 model)."""
+
+    model = "timed"
+    max_tokens = 20
+
+    @task
+    def talk(self) -> None:
+        talk = Conversation(self, think_time=0.2)
+        records = [talk.say("one"), talk.say("two", model="http_500"), talk.say("three")]
+        given_up = Conversation(self, model="http_500").play(["a", "b", "c"])
+        conversations.append({"records": records, "history": talk.history, "given_up": given_up})
+        raise StopUser()
+
+
+def test_a_failed_turn_leaves_the_history_as_it_was_and_play_gives_up(scripted_url: str) -> None:
+    conversations.clear()
+    run_local([FailingTurn], scripted_url, users=1, seconds=2.5)
+    assert len(conversations) == 1
+    first, failed, third = conversations[0]["records"]
+    assert [first.ok, failed.ok, third.ok] == [True, False, True]
+    assert failed.t_start - first.t_end >= 0.2  # the think time before the second turn
+    history = conversations[0]["history"]
+    assert [(m["role"], m["content"] if m["role"] == "user" else None) for m in history] == [
+        ("user", "one"),
+        ("assistant", None),
+        ("user", "three"),
+        ("assistant", None),
+    ]
+    # Filler of the reply's output_tokens (a trailing space trimmed).
+    assert 20 * CHARS_PER_TOKEN - 1 <= len(history[1]["content"]) <= 20 * CHARS_PER_TOKEN
+    assert [r.outcome for r in conversations[0]["given_up"]] == ["http_500"]

@@ -143,8 +143,8 @@ class Call:
         "items",
         "jitter",
         "keep_alive",
+        "model",
         "n",
-        "parsed",
         "plan",
         "profile",
         "rand",
@@ -154,6 +154,7 @@ class Call:
         "rng",
         "sim",
         "state",
+        "stream",
         "t_queue",
         "timer",
         "usage",
@@ -181,7 +182,10 @@ class Call:
         self.record = record
         self.rng = rng
         self.rand = rng.random
-        self.parsed = parsed
+        # Keep only what the response needs: the parsed request (one object per prompt block) would
+        # otherwise live, and be scanned by the garbage collector, for the whole response.
+        self.model = parsed.model
+        self.stream = parsed.stream
         self.profile = profile
         self.engine = sim.engines[profile.name]
         self.jitter = profile.step_jitter
@@ -231,7 +235,7 @@ class Call:
         )
         if self.fault_at == 0 and self.fault == "stall":
             first_due += self.sim.faults.config.stall_s
-        if self.parsed.stream:
+        if self.stream:
             opening, self.items = self.sim.stream_bytes(self)
             self.conn.write(opening)
             self.record.t_headers = _mono()
@@ -281,12 +285,12 @@ class Call:
         if self.i > 0 and self.items is not None:
             self.record.t_last_delta = now
         if self.fault == "drop":
-            self.record.status = 200 if self.parsed.stream else 0
+            self.record.status = 200 if self.stream else 0
             self.conn.close()
             self._end(now, "fault_drop", release=True, keep_alive=False)
             return
         # stream_error
-        if self.parsed.stream:
+        if self.stream:
             error = {"type": "error", "error": {"type": "overloaded_error", "message": OVERLOADED_MESSAGE}}
             self.conn.write(wire.sse("error", error) + LAST_CHUNK)
             self.record.status = 200
@@ -540,7 +544,7 @@ class Simulator:
             "id": self._new_id("msg_"),
             "type": "message",
             "role": "assistant",
-            "model": call.parsed.model,
+            "model": call.model,
             "content": [b.final_block() for b in plan.blocks],
             "stop_reason": plan.stop_reason,
             "stop_sequence": plan.stop_sequence,
@@ -570,7 +574,7 @@ class Simulator:
             "id": self._new_id("msg_"),
             "type": "message",
             "role": "assistant",
-            "model": call.parsed.model,
+            "model": call.model,
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,

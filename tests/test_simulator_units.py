@@ -203,3 +203,37 @@ def test_fault_schedule_and_rates() -> None:
     assert injector.pick(101.0, rng, "overloaded") == "overloaded"
     with pytest.raises(ValueError):
         FaultConfig.from_dict({"overloaded": 2})
+
+
+class _Ticker:
+    def __init__(self, ticks: int, fail: bool = False) -> None:
+        self.left, self.fail, self.crashed = ticks, fail, False
+
+    def tick(self, now: float, due: float) -> float | None:
+        if self.fail:
+            raise RuntimeError("boom")
+        self.left -= 1
+        return due + 0.001 if self.left else None
+
+    def crash(self, exc: BaseException) -> None:
+        self.crashed = True
+
+
+def test_scheduler_survives_a_failing_ticker(capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import time
+
+    from harness.simulator.scheduler import Scheduler
+
+    async def run() -> tuple[_Ticker, _Ticker, Scheduler]:
+        sched = Scheduler()
+        good, bad = _Ticker(5), _Ticker(5, fail=True)
+        now = time.monotonic()
+        sched.add(now + 0.002, bad)
+        sched.add(now + 0.001, good)
+        await asyncio.sleep(0.05)
+        return good, bad, sched
+
+    good, bad, sched = asyncio.run(run())
+    assert good.left == 0 and bad.crashed and len(sched) == 0 and sched.lag.total == 6
+    assert "boom" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import asyncio
 import heapq
 import itertools
 import time
+import traceback
 from typing import Protocol
 
 LAG_BUCKET_S = 0.0001  # 100 us resolution
@@ -25,6 +26,9 @@ LAG_BUCKETS = 10_000  # up to 1 s; anything later lands in the last bucket
 class Ticker(Protocol):
     def tick(self, now: float, due: float) -> float | None:
         """Write what is due at `due` (it is now `now`); return the next due time, or None when finished."""
+
+    def crash(self, exc: BaseException) -> None:
+        """`tick` raised: clean up (free resources, close the connection); the ticker is dropped."""
 
 
 class LagHistogram:
@@ -96,7 +100,12 @@ class Scheduler:
             due, _, ticker = pop(heap)
             now = mono()
             lag_add(now - due)
-            nxt = ticker.tick(now, due)
+            try:
+                nxt = ticker.tick(now, due)
+            except Exception as exc:  # one broken stream must not stop the loop that serves all of them
+                traceback.print_exc()
+                nxt = None
+                ticker.crash(exc)
             n += 1
             if nxt is not None:
                 push(heap, (nxt, next(seq), ticker))

@@ -20,6 +20,7 @@ import json
 import random
 import socket
 import time
+import traceback
 from collections import deque
 from typing import Any
 
@@ -215,6 +216,13 @@ class Call:
         self.timer = asyncio.get_running_loop().call_later(delay, self._after_delay)
 
     def _after_delay(self) -> None:
+        try:
+            self._admit()
+        except Exception as exc:
+            traceback.print_exc()
+            self.crash(exc)
+
+    def _admit(self) -> None:
         self.timer = None
         if self.fault in ("overloaded", "api_error", "rate_limit"):
             self.state = "done"
@@ -226,6 +234,13 @@ class Call:
             self.on_slot()
 
     def on_slot(self) -> None:
+        try:
+            self._admitted()
+        except Exception as exc:  # called from another call's release: never let it fail that call
+            traceback.print_exc()
+            self.crash(exc)
+
+    def _admitted(self) -> None:
         now = _mono()
         self.state = "running"
         self.record.queue_s = now - self.t_queue
@@ -299,6 +314,17 @@ class Call:
             self.conn.write(self.sim.encode(resp, self.rid, close=not self.keep_alive))
             self.record.status = 529
         self._end(_mono(), "fault_stream_error", release=True)
+
+    def crash(self, exc: BaseException) -> None:
+        """A bug in the simulator hit this call: free its slot, close its connection, trace it."""
+        if self.state == "done":
+            return
+        self.abandoned = True  # if still queued, the engine skips it
+        self.conn.close()
+        self.record.status = self.record.status or 500
+        self._end(
+            _mono(), f"simulator_bug_{type(exc).__name__}", release=self.state == "running", keep_alive=False
+        )
 
     def _end(self, now: float, outcome: str, release: bool, keep_alive: bool | None = None) -> None:
         if release:

@@ -7,6 +7,7 @@ import itertools
 import json
 import statistics
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,23 +21,30 @@ STEPS = (1, 2, 4, 8, 16, 32, 64)
 MAX_BATCH = 8
 
 
-async def _stepped_run(
-    host: str, port: int, concurrency: int, duration: float, warmup: float
-) -> tuple[float, float]:
-    """Closed loop at `concurrency` raw-socket streams: (tokens/s received in the window, median TTFT)."""
+def _server_deltas(url: str) -> int:
+    with urllib.request.urlopen(url + "/v1/simulator/stats", timeout=10) as resp:
+        return int(json.loads(resp.read())["deltas"])
+
+
+async def _stepped_run(url: str, concurrency: int, duration: float, warmup: float) -> tuple[float, float]:
+    """Closed loop at `concurrency` raw-socket streams: (deltas/s the server wrote in the window, TTFT p50).
+
+    Throughput is the server's own count, so a client process starved of CPU on a busy machine does not
+    make the server look slower than it was.
+    """
+    u = urlparse(url)
+    assert u.hostname is not None and u.port is not None
     body = json.dumps(
         {"model": MODEL, "max_tokens": 40, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     ).encode()
     request = b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
     start = time.monotonic()
-    window = (start + warmup, start + duration)
+    end = start + duration
     ttfts: list[float] = []
-    in_window = 0
 
     async def worker() -> None:
-        nonlocal in_window
-        reader, writer = await asyncio.open_connection(host, port)
-        while time.monotonic() < window[1]:
+        reader, writer = await asyncio.open_connection(u.hostname, u.port)
+        while time.monotonic() < end:
             sent = time.monotonic()
             writer.write(request)
             first = True
@@ -44,18 +52,39 @@ async def _stepped_run(
             while not buf.endswith(b"0\r\n\r\n"):
                 data = await reader.read(65536)
                 assert data, "connection closed"
-                now = time.monotonic()
-                n = data.count(b"event: content_block_delta")
-                if n and first:
-                    ttfts.append(now - sent)
+                if first and b"event: content_block_delta" in data:
+                    ttfts.append(time.monotonic() - sent)
                     first = False
-                if window[0] <= now < window[1]:
-                    in_window += n
                 buf = (buf + data)[-5:]
         writer.close()
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return in_window / (window[1] - window[0]), statistics.median(ttfts)
+    async def count() -> float:
+        await asyncio.sleep(warmup)
+        t0, n0 = time.monotonic(), await asyncio.to_thread(_server_deltas, url)
+        await asyncio.sleep(max(0.0, end - time.monotonic()))
+        t1, n1 = time.monotonic(), await asyncio.to_thread(_server_deltas, url)
+        return (n1 - n0) / (t1 - t0)
+
+    rate, *_ = await asyncio.gather(count(), *(worker() for _ in range(concurrency)))
+    return rate, statistics.median(ttfts)
+
+
+def _knee_problem(results: dict[int, tuple[float, float]]) -> str | None:
+    """Why the stepped results do not show the knee at MAX_BATCH, or None if they do."""
+    report = str({c: (round(results[c][0]), round(results[c][1] * 1e3, 1)) for c in STEPS})
+    throughput = [results[c][0] for c in STEPS]
+    gains = [b / a for a, b in itertools.pairwise(throughput)]
+    knee = next((STEPS[i + 1] for i, g in enumerate(gains) if g < 1.15), None)
+    checks = [
+        (knee in (MAX_BATCH, 2 * MAX_BATCH), f"knee at {knee}"),
+        # Flat beyond the knee, while TTFT grows by the queue wait.
+        (all(0.85 < results[c][0] / results[8][0] < 1.2 for c in (16, 32, 64)), "not flat beyond the knee"),
+        (results[16][1] > 5 * results[8][1], "TTFT does not jump past max_batch"),
+        (results[64][1] > 2 * results[16][1], "TTFT does not keep growing with the queue"),
+        (results[8][0] > 5 * results[1][0], "throughput does not rise below the knee"),
+    ]
+    failed = [why for ok, why in checks if not ok]
+    return f"{failed}: {report}" if failed else None
 
 
 def test_throughput_knee_at_max_batch(tmp_path: Path) -> None:
@@ -70,24 +99,17 @@ def test_throughput_knee_at_max_batch(tmp_path: Path) -> None:
         "output_tokens_min": 1000,
     }
     config.write_text(json.dumps({"models": {MODEL: profile}}))
+    problems = []
     with SimulatorProcess(["--seed", "11", "--config", str(config)]) as sim:
         assert sim.url is not None
-        u = urlparse(sim.url)
-        assert u.hostname is not None and u.port is not None
-        results = {c: asyncio.run(_stepped_run(u.hostname, u.port, c, 1.2, 0.35)) for c in STEPS}
-    throughput = [results[c][0] for c in STEPS]
-    ttft = [results[c][1] for c in STEPS]
-    gains = [b / a for a, b in itertools.pairwise(throughput)]
-    knee = next(STEPS[i + 1] for i, g in enumerate(gains) if g < 1.15)
-    report = {c: (round(results[c][0]), round(results[c][1] * 1e3, 1)) for c in STEPS}
-    assert knee in (MAX_BATCH, 2 * MAX_BATCH), report
-    # Flat beyond the knee, while TTFT grows by the queue wait.
-    for c in (16, 32, 64):
-        assert 0.85 < results[c][0] / results[8][0] < 1.2, report
-    assert ttft[STEPS.index(16)] > 5 * ttft[STEPS.index(8)], report
-    assert ttft[STEPS.index(64)] > 2 * ttft[STEPS.index(16)], report
-    # Below the knee, throughput rises and per-stream speed falls only by the batch slowdown.
-    assert throughput[STEPS.index(8)] > 5 * throughput[0], report
+        # A second attempt only if the first was disturbed: this 2-core machine is shared with other jobs.
+        for _ in range(2):
+            results = {c: asyncio.run(_stepped_run(sim.url, c, 1.2, 0.35)) for c in STEPS}
+            problem = _knee_problem(results)
+            if problem is None:
+                return
+            problems.append(problem)
+    pytest.fail("\n".join(problems))
 
 
 def test_default_haiku_profile_is_realistic() -> None:

@@ -237,3 +237,38 @@ def test_scheduler_survives_a_failing_ticker(capsys: pytest.CaptureFixture[str])
     good, bad, sched = asyncio.run(run())
     assert good.left == 0 and bad.crashed and len(sched) == 0 and sched.lag.total == 6
     assert "boom" in capsys.readouterr().err
+
+
+def test_scheduler_yields_to_io_when_behind() -> None:
+    import asyncio
+    import time
+
+    from harness.simulator.scheduler import MAX_BATCH_S, Scheduler
+
+    class Slow:
+        def __init__(self) -> None:
+            self.done_at = 0.0
+
+        def tick(self, now: float, due: float) -> float | None:
+            time.sleep(0.001)  # a write that takes a millisecond: the loop is behind
+            self.done_at = time.monotonic()
+            return None
+
+        def crash(self, exc: BaseException) -> None:
+            raise AssertionError("not expected")
+
+    async def run() -> tuple[float, list[Slow]]:
+        sched = Scheduler()
+        tickers = [Slow() for _ in range(40)]
+        now = time.monotonic()
+        for t in tickers:
+            sched.add(now, t)
+        io_at: list[float] = []
+        asyncio.get_running_loop().call_later(0.0005, lambda: io_at.append(time.monotonic()))
+        await asyncio.sleep(0.2)
+        return io_at[0], tickers
+
+    io_at, tickers = asyncio.run(run())
+    finished = sorted(t.done_at for t in tickers)
+    # Other callbacks (reads, connection_lost) get a turn long before 40 ms of overdue writes are done.
+    assert io_at < finished[-1] and io_at - finished[0] < MAX_BATCH_S + 0.01

@@ -19,6 +19,7 @@ import time
 import traceback
 from typing import Protocol
 
+MAX_BATCH_S = 0.005  # longest run of writes before I/O gets a turn
 LAG_BUCKET_S = 0.0001  # 100 us resolution
 LAG_BUCKETS = 10_000  # up to 1 s; anything later lands in the last bucket
 
@@ -91,10 +92,14 @@ class Scheduler:
         self._timer_when = float("inf")
         heap = self._heap
         pop, push, mono, lag_add, seq = heapq.heappop, heapq.heappush, time.monotonic, self.lag.add, self._seq
-        now = mono()
-        # Serve everything due now; the epoll timeout is rounded to whole milliseconds, so items due
-        # within the next half millisecond are served in this batch rather than one late wake-up later.
-        horizon = now + 0.0005
+        start = mono()
+        # Serve what is due now. The epoll timeout is rounded to whole milliseconds, so items due within
+        # the next half millisecond are served in this batch rather than one late wake-up later. The
+        # horizon is fixed and the batch bounded in time so that, when the loop falls behind, it still
+        # returns to the event loop between batches: otherwise it would never read a request, see a
+        # closed connection or answer the stats endpoint again.
+        horizon = start + 0.0005
+        deadline = start + MAX_BATCH_S
         n = 0
         while heap and heap[0][0] <= horizon:
             due, _, ticker = pop(heap)
@@ -109,8 +114,8 @@ class Scheduler:
             n += 1
             if nxt is not None:
                 push(heap, (nxt, next(seq), ticker))
-            if n & 63 == 0:
-                horizon = mono() + 0.0005
+            if now > deadline:
+                break
         self.ticks += n
         if heap:
             self._arm(heap[0][0])

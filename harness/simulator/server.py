@@ -103,8 +103,11 @@ class Connection(asyncio.Protocol):
             self._paused = False
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
+        transport = self.transport
+        # A transport that is closing (peer gone, connection_lost not yet delivered) must not be written:
+        # asyncio would log a warning per write.
+        if transport is not None and not self.closed and not transport.is_closing():
+            transport.write(data)
 
     def response_done(self, keep_alive: bool) -> None:
         self.call = None

@@ -56,7 +56,10 @@ def prepare(environment: Environment) -> None:
             environment.host = start_simulator(options.simulator_args)
         else:
             environment.host = target.url
-    attach(environment, options)
+    harness = attach(environment, options)
+    if environment.host:
+        # Importing the SDK takes a second or more on a busy machine: pay it before any load.
+        harness.transport(environment.host)
 
 
 @events.init_command_line_parser.add_listener

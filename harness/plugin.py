@@ -7,6 +7,7 @@ needs; nothing here runs for in-process ``Environment`` runs, which call
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -56,9 +57,12 @@ def prepare(environment: Environment) -> None:
         else:
             environment.host = target.url
     harness = attach(environment, options)
+    # Importing the SDK takes a second or more on a busy machine and blocks the event loop
+    # (a worker that blocks misses its heartbeats): pay it here, before any load.
     if environment.host:
-        # Importing the SDK takes a second or more on a busy machine: pay it before any load.
         harness.transport(environment.host)
+    elif options.transport == "sdk":
+        importlib.import_module("harness.sdk_transport")
 
 
 @events.init_command_line_parser.add_listener

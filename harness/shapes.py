@@ -280,6 +280,7 @@ class StagedShape(LoadTestShape):
         self._stage: stage_analysis.Stage | None = None
         self._count = 0
         self.stop_reason: str | None = None
+        controller.environment.events.test_start.add_listener(self._on_test_start)
 
     def reset_time(self) -> None:
         super().reset_time()
@@ -287,20 +288,28 @@ class StagedShape(LoadTestShape):
         self._count = 0
         self.stop_reason = None
 
+    def _on_test_start(self, **_: Any) -> None:
+        # The first stage starts here, not at the first tick: Locust fires test_start after that
+        # tick, and the harness builds its client then (a second or more), which is no load.
+        if self._stage is None:
+            self._start(self.loads[0])
+
     def tick(self) -> tuple[int, float] | None:
         now = time.monotonic()
         if self._stage is None:
-            self._start(self.loads[0])
+            offered = self.loads[0]  # test_start (which this tick causes) opens the stage
         elif now + TICK_SLACK_S >= self._stage.t_start + self.duration_s:
             load = self._next_load()
             if load is None:
                 self.controller.finish()
                 return None
             self._start(load)
-        assert self._stage is not None
+            offered = load
+        else:
+            offered = self._stage.offered
         if self.kind == "rate":
             return (0, 1.0)  # open loop: no Locust users; the arrival driver makes the calls
-        return (round(self._stage.offered), SPAWN_RATE)
+        return (round(offered), SPAWN_RATE)
 
     def _stop(self, reason: str) -> float | None:
         """End the sweep: no next load."""

@@ -149,14 +149,11 @@ def latency_vs_load(run: Run) -> go.Figure:
         col=3,
     )
     knee = run.analysis["load_analysis"].get("knee")
+    axis = _load_axis(run)
     for col in (1, 2, 3):
-        fig.update_xaxes(**_load_axis(run), row=1, col=col)
+        fig.update_xaxes(**axis, row=1, col=col)
         if knee:
             fig.add_vline(x=knee["offered"], line={"color": "#d62728", "dash": "dash"}, row=1, col=col)
-    if knee:
-        fig.add_annotation(
-            x=knee["offered"], y=1.0, yref="paper", xref="x", text=f"knee {knee['stage']}", showarrow=False
-        )
     fig.update_layout(**LAYOUT, title="Latency and throughput vs offered load", height=420)
     return fig
 
@@ -220,7 +217,7 @@ def timeline(run: Run) -> go.Figure:
             y=[_ms(r.ttft_s) for r in shown],
             mode="markers",
             name="TTFT",
-            marker={"size": 4, "color": [PALETTE[3] if r.warmup else PALETTE[0] for r in shown]},
+            marker={"size": 4, "color": ["#aaaaaa" if r.warmup else PALETTE[0] for r in shown]},
         ),
         row=1,
         col=1,
@@ -249,8 +246,10 @@ def timeline(run: Run) -> go.Figure:
         fig.add_vrect(x0=start, x1=measure, fillcolor="#999999", opacity=0.18, line_width=0)
         fig.add_vrect(x0=measure, x1=end, fillcolor=PALETTE[i % len(PALETTE)], opacity=0.06, line_width=0)
         fig.add_vline(x=start, line={"color": "#555555", "width": 1})
-        fig.add_annotation(x=(start + end) / 2, y=1.04, yref="paper", text=row["label"], showarrow=False)
-    fig.update_layout(**LAYOUT, title="", barmode="stack", height=640)
+        fig.add_annotation(
+            x=(start + end) / 2, y=1.045, yref="paper", yanchor="bottom", text=f"<b>{row['label']}</b>", showarrow=False
+        )
+    fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 80}}, barmode="stack", height=660)
     fig.update_xaxes(title="seconds since the run started (grey: warm-up, left out of the figures)", row=3, col=1)
     return fig
 
@@ -281,7 +280,7 @@ def errors_by_class(run: Run) -> go.Figure:
                 marker_color=PALETTE[(i + 3) % len(PALETTE)],
             )
         )
-    title = "Errors by class per stage" if classes else "Errors by class per stage: none"
+    title = "Errors by class per stage" if classes else "Errors by class per stage: no failed calls"
     fig.update_layout(**LAYOUT, title=title, barmode="stack", height=320, yaxis_title="failed calls")
     return fig
 

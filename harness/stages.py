@@ -7,9 +7,11 @@ Its first ``warmup_s`` seconds are left out of its figures (the records stay in
 
 Definitions (also in docs/load-analysis.md):
 
-* a call belongs to the stage whose label it carries (the stage it started in);
-* rates (requests/s, output tokens/s, goodput/s) are the stage's non-warm-up calls
-  divided by the measured window; latency percentiles are exact over their ok calls;
+* a call belongs to the stage whose label it carries (the stage it started in); the
+  stage's counts, errors and exact latency percentiles are over its non-warm-up calls;
+* rates are what the service delivered in the measured window: requests/s counts the
+  calls (ok or failed, not cancelled) that *ended* in the window, output tokens/s their
+  output tokens and goodput/s those of them that were good, each divided by the window;
 * achieved concurrency is the time-average of calls in flight over the window: the sum of
   every call's overlap with the window (from the moment the harness began it to its end)
   divided by the window;
@@ -33,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.measure import CallRecord
+from harness.measure import CANCELLED, CallRecord
 from harness.slo import SLO, call_meets, evaluate, parse_slo
 from harness.summary import SampleStore
 
@@ -127,6 +129,8 @@ class StageAnalysis:
         self._data: dict[str, _StageData] = {}
         self._begins = array("d")
         self._ends = array("d")
+        # (t_end, scenario, finished, good, output tokens) of every call, for completion-based rates.
+        self._done: list[tuple[float, str, bool, bool, int]] = []
 
     # -- feeding ----------------------------------------------------------------------
 
@@ -159,6 +163,10 @@ class StageAnalysis:
         began = record.t_start - record.queue_s
         self._begins.append(began)
         self._ends.append(record.t_end)
+        finished = record.outcome != CANCELLED
+        self._done.append(
+            (record.t_end, record.scenario, finished, call_meets(record, self.slos), record.output_tokens or 0)
+        )
         data = self._data_for(record.stage or WHOLE_RUN)
         if record.warmup:
             data.warmup_calls += 1
@@ -192,12 +200,35 @@ class StageAnalysis:
         overlaps = (min(e, hi) - max(b, lo) for b, e in zip(self._begins, self._ends, strict=True))
         return math.fsum(o for o in overlaps if o > 0) / (hi - lo)
 
+    def _completion_rates(self, stage: Stage, block: dict[str, Any]) -> None:
+        """Replace the block's rates by calls *ending* in the measured window, per second.
+
+        Throughput is what the service delivered in the window, whichever stage a call
+        started in; so the last stage is not short of the calls the run's end cancelled.
+        """
+        lo, hi, window = stage.t_measure, stage.t_end or stage.t_measure, stage.window_s
+        totals: dict[str | None, list[int]] = {None: [0, 0, 0]}
+        for t_end, scenario, finished, good, tokens in self._done:
+            if finished and lo <= t_end < hi:
+                for key in (None, scenario):
+                    counts = totals.setdefault(key, [0, 0, 0])
+                    counts[0] += 1
+                    counts[1] += good
+                    counts[2] += tokens
+        targets = [(None, block["overall"]), *block["scenarios"].items()]
+        for key, target in targets:
+            n, n_good, n_tokens = totals.get(key, [0, 0, 0])
+            target["requests_per_s"] = n / window if window > 0 else 0.0
+            target["goodput_per_s"] = n_good / window if window > 0 else 0.0
+            target["output_tokens_per_s"] = n_tokens / window if window > 0 else 0.0
+
     def rows(self) -> list[dict[str, Any]]:
         """One summary block per stage (``summary.json``'s ``stages`` values), in run order."""
         rows = []
         for stage in self._stages_or_whole_run():
             data = self._data.get(stage.label) or _StageData(SampleStore())
             block = data.store.summary(duration_s=stage.window_s)
+            self._completion_rates(stage, block)
             lateness = sorted(data.lateness)
             rows.append(
                 {

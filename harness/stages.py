@@ -589,11 +589,12 @@ def install(environment: Any, sweep_limits: Sequence[SLO] = (), print_table: boo
 
         analysis.slos = list(harness.slos)
         analysis.end(time.monotonic())
+        shaped = bool(analysis.stages)
         result = analysis.analyse(sweep_limits)
         summary.update(result)
-        state["result"] = result
+        state["result"] = result if shaped else None  # a run without a load shape gets no stage table
         if harness.writes_artefacts and harness.options.report_dir:
-            _write_files(harness.options.report_dir, summary)
+            _write_files(harness.options.report_dir, summary, shaped)
         # Ready for the next run in this process (the web UI can start another).
         options = analysis.notes.get("options")
         analysis.__dict__.update(StageAnalysis().__dict__)
@@ -618,14 +619,14 @@ def install(environment: Any, sweep_limits: Sequence[SLO] = (), print_table: boo
     return analysis
 
 
-def _write_files(report_dir: str, summary: Mapping[str, Any]) -> None:
+def _write_files(report_dir: str, summary: Mapping[str, Any], shaped: bool) -> None:
     import logging
     from pathlib import Path
 
     from harness.artefacts import write_atomic
 
     directory = Path(report_dir)
-    if summary["stages"]:
+    if shaped:
         write_atomic(directory / "stages.csv", stages_csv(summary))
     try:
         from harness.report import write_report

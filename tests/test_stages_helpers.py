@@ -12,7 +12,7 @@ import json
 import shutil
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def shaped_run(directory: Path, shape: ShapeOptions, arrival: ArrivalOptions | N
     return ShapedRun(directory, harness, harness.last_summary)
 
 
-@lru_cache(maxsize=None)
+@cache
 def stepped_run() -> ShapedRun:
     """One stepped run shared by several tests: stages 1,2,4,8 users, 2 s each, 0.5 s warm-up."""
     directory = Path(tempfile.mkdtemp(prefix="stepped-run-"))

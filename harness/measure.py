@@ -82,6 +82,7 @@ class CallRecord:
     user_id: int | None = None
     worker: str | None = None
     stage: str | None = None
+    warmup: bool = False  # started during its stage's warm-up: kept in the file, left out of stage figures
     http_status: int | None = None
     error_message: str | None = None
     retry_after_s: float | None = None
@@ -132,6 +133,7 @@ class CallMeasurement:
         user_id: int | None = None,
         worker: str | None = None,
         stage: str | None = None,
+        warmup: bool = False,
         t_scheduled: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -146,6 +148,7 @@ class CallMeasurement:
             user_id=user_id,
             worker=worker,
             stage=stage,
+            warmup=warmup,
             timestamp=time.time(),
             t_start=now,
         )

@@ -80,3 +80,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     except ConfigError as exc:
         fail_start(str(exc))
     FinalCSV.install(environment)
+
+
+# Load shapes, open-loop arrivals and the per-stage analysis register their own options and listeners.
+from harness import shapes as _shapes  # noqa: E402, F401  (imports harness.arrivals too)

@@ -43,6 +43,7 @@ class Harness:
         self.environment = environment
         self.options = options
         self.stage: str | None = None
+        self.warmup = False  # set by a load shape while its stage warms up; stamped on each record
         self.slos: list[SLO] = []
         self.store = self._new_store()
         self.requests: RequestsWriter | None = None
@@ -96,6 +97,7 @@ class Harness:
             user_id=user_id,
             worker=self.worker_name,
             stage=self.stage,
+            warmup=self.warmup,
             t_scheduled=t_scheduled,
         )
         self._in_flight[measurement.call_id] = measurement

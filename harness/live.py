@@ -235,7 +235,7 @@ class LiveStats:
                 "output_tokens_per_s": sum(r.output_tokens or 0 for r in recent) / span if span > 0 else 0.0,
                 "ttft_p50_s": ttft["p50"],
                 "ttft_p95_s": ttft["p95"],
-                "errors": len(recent) - len(ok),
+                "errors_per_s": (len(recent) - len(ok)) / span if span > 0 else 0.0,
             }
         )
         if len(self._series) > MAX_POINTS:
@@ -337,8 +337,8 @@ def live_of(environment: Environment) -> LiveStats:
 
 
 def install(environment: Environment) -> LiveStats | None:
-    """Set up the live figures where they are shown, or their worker side on a worker."""
+    """Set up the live figures where a web UI shows them, or their worker side on a worker."""
     if isinstance(environment.runner, WorkerRunner):
         _report_in_flight(environment)
         return None
-    return live_of(environment)
+    return live_of(environment) if environment.web_ui is not None else None

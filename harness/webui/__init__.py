@@ -31,9 +31,9 @@ __all__ = ["install"]
 
 def install(environment: Environment) -> None:
     """Add the LLM tab and routes to ``environment.web_ui`` (if there is one)."""
-    live.install(environment)
-    if environment.web_ui is not None:
-        register(environment.web_ui, live.live_of(environment))
+    stats = live.install(environment)
+    if environment.web_ui is not None and stats is not None:
+        register(environment.web_ui, stats)
 
 
 @events.init.add_listener

@@ -143,16 +143,18 @@ def register(web_ui: WebUI, stats: LiveStats) -> None:
     def llm_download(name: str) -> Response:
         return _download(environment, name)
 
-    web_ui.app.register_blueprint(blueprint)
+    app = web_ui.app
+    assert app is not None, "Locust's WebUI always has a Flask app"
+    app.register_blueprint(blueprint)
     web_ui.template_args.update(_template_args(base_path))
 
-    @web_ui.app.before_request
+    @app.before_request
     def check_swarm_options() -> Response | None:
         if request.endpoint == "locust.swarm" and request.method == "POST":
             return _refuse_bad_options(environment)
         return None
 
-    @web_ui.app.after_request
+    @app.after_request
     def extend_locust_pages(response: Response) -> Response:
         if request.endpoint == "locust.request_stats" and response.is_json:
             document = response.get_json()

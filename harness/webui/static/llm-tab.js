@@ -67,6 +67,8 @@
       ["State", s.state],
       ["Stage", s.stage ?? "–"],
       ["Users", s.users],
+      ["Calls", s.total.run.calls],
+      ["Failed", s.total.run.failed],
       ["In flight", s.total.in_flight],
       ["Elapsed", `${num(s.elapsed_s, 0)} s`],
       ["Window", `last ${num(s.window_s, 0)} s`],
@@ -90,8 +92,9 @@
       return [esc(title), ...["p50", "p90", "p95", "p99", "max"].map((p) => ms(run[p])), run.count,
         ...["p50", "p90", "p95", "p99"].map((p) => ms(win[p])), win.count];
     });
+    const w = `${num(s.window_s, 0)} s`;
     const headers = ["ms", "p50", "p90", "p95", "p99", "max", "samples",
-      "p50 (30 s)", "p90 (30 s)", "p95 (30 s)", "p99 (30 s)", "samples (30 s)"];
+      `p50 (${w})`, `p90 (${w})`, `p95 (${w})`, `p99 (${w})`, `samples (${w})`];
     const title = `Latency percentiles (exact): whole run and last ${num(s.window_s, 0)} s${select}`;
     return card(t, title, table(t, headers, rows), "percentiles");
   }
@@ -134,9 +137,9 @@
   function chart(t, { title, xLabel, yLabel, lines, marks = [], scatter = false }) {
     const W = 560, H = 240, L = 56, R = 12, T = 28, B = 36;
     const pts = lines.flatMap((l) => l.points).filter(([, y]) => y !== null && y !== undefined);
-    if (!pts.length) return `<div style="flex:1 1 480px"><div style="font-weight:500">${esc(title)}</div><div style="opacity:.7">waiting for data</div></div>`;
+    if (!pts.length) return `<div><div style="font-weight:500">${esc(title)}</div><div style="opacity:.7">waiting for data</div></div>`;
     const xMax = Math.max(...pts.map(([x]) => x), 1e-9);
-    const xMin = scatter ? 0 : Math.min(...pts.map(([x]) => x));
+    const xMin = 0;
     const yMax = Math.max(...pts.map(([, y]) => y)) * 1.15 || 1;
     const sx = (x) => L + ((x - xMin) / (xMax - xMin || 1)) * (W - L - R);
     const sy = (y) => H - B - (y / yMax) * (H - T - B);
@@ -155,7 +158,7 @@
       svg += `<text x="${sx(m.x) + 3}" y="${T + 10}" font-size="10" fill="${t.text}" opacity=".8">${esc(m.label)}</text>`;
     }
     lines.forEach((l, i) => {
-      const color = COLORS[i % COLORS.length];
+      const color = l.color || COLORS[i % COLORS.length];
       const p = l.points.filter(([, y]) => y !== null && y !== undefined);
       svg += `<polyline fill="none" stroke="${color}" stroke-width="2" points="${p.map(([x, y]) => `${sx(x)},${sy(y)}`).join(" ")}"/>`;
       if (scatter) {
@@ -168,7 +171,7 @@
     });
     svg += `<text x="${(L + W - R) / 2}" y="${H - 4}" text-anchor="middle" font-size="11" fill="${t.text}">${esc(xLabel)}</text>`;
     svg += `<text x="12" y="${(T + H - B) / 2}" transform="rotate(-90 12 ${(T + H - B) / 2})" text-anchor="middle" font-size="11" fill="${t.text}">${esc(yLabel)}</text>`;
-    return `<div style="flex:1 1 480px;min-width:0"><div style="font-weight:500">${esc(title)}</div>
+    return `<div style="min-width:0"><div style="font-weight:500">${esc(title)}</div>
       <svg viewBox="0 0 ${W} ${H}" style="width:100%;height:auto" role="img" aria-label="${esc(title)}">${svg}</svg></div>`;
   }
 
@@ -186,10 +189,15 @@
       ],
     });
     const tps = chart(t, {
-      title: "Output tokens/s and requests/s", xLabel: "seconds", yLabel: "per second", marks,
+      title: "Output tokens/s, last 10 s at each point", xLabel: "seconds", yLabel: "tokens/s", marks,
+      lines: [{ name: "output tok/s", points: series.map((p) => [p.t, p.output_tokens_per_s]) }],
+    });
+    const rps = chart(t, {
+      title: "Calls/s and calls in flight", xLabel: "seconds", yLabel: "", marks,
       lines: [
-        { name: "output tok/s", points: series.map((p) => [p.t, p.output_tokens_per_s]) },
-        { name: "req/s × 100", points: series.map((p) => [p.t, p.requests_per_s * 100]) },
+        { name: "calls/s", points: series.map((p) => [p.t, p.requests_per_s]) },
+        { name: "failed/s", color: COLORS[4], points: series.map((p) => [p.t, p.errors_per_s]) },
+        { name: "in flight", points: series.map((p) => [p.t, p.in_flight]) },
       ],
     });
     const stages = (s.stages || []).filter((st) => st.output_tokens_per_s !== null && st.ttft_p50_s !== null);
@@ -200,7 +208,7 @@
         { name: "TTFT p95", points: stages.map((st) => [st.output_tokens_per_s, st.ttft_p95_s * 1000]) },
       ],
     }) : "";
-    return card(t, "Charts", `<div style="display:flex;flex-wrap:wrap;gap:16px">${ttft}${tps}${knee}</div>`, "charts");
+    return card(t, "Charts", `<div style="display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:16px">${ttft}${tps}${rps}${knee}</div>`, "charts");
   }
 
   function downloadsCard(t) {

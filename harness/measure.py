@@ -46,6 +46,7 @@ CANCELLED = "cancelled"
 TIMEOUT = "timeout"
 CONNECTION = "connection"
 PROTOCOL = "protocol"
+RATELIMIT_PREFIX = "anthropic-ratelimit-"
 
 
 def outcome_for_status(status: int) -> str:
@@ -107,6 +108,8 @@ class CallRecord:
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    # The response's anthropic-ratelimit-* headers, prefix stripped (e.g. "requests-remaining").
+    ratelimit: dict[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -167,6 +170,10 @@ class CallMeasurement:
     def call_id(self) -> str:
         return self._record.call_id
 
+    @property
+    def scenario(self) -> str:
+        return self._record.scenario
+
     # -- what the transport reports -------------------------------------------------
 
     def request_sent(self, t: float | None = None) -> None:
@@ -183,6 +190,12 @@ class CallMeasurement:
                 self._record.retry_after_s = float(retry_after)
             except ValueError:
                 self._record.retry_after_s = None
+        limits = {
+            name[len(RATELIMIT_PREFIX) :]: value
+            for name, value in headers.items()
+            if name.lower().startswith(RATELIMIT_PREFIX)
+        }
+        self._record.ratelimit = limits or None
 
     def event(self, event: StreamEvent, t: float | None = None) -> None:
         """One typed stream event, stamped now; raises CallError to end the call."""

@@ -46,6 +46,7 @@ CANCELLED = "cancelled"
 TIMEOUT = "timeout"
 CONNECTION = "connection"
 PROTOCOL = "protocol"
+RATELIMIT_PREFIX = "anthropic-ratelimit-"
 
 
 def outcome_for_status(status: int) -> str:
@@ -82,6 +83,7 @@ class CallRecord:
     user_id: int | None = None
     worker: str | None = None
     stage: str | None = None
+    warmup: bool = False  # started during its stage's warm-up: kept in the file, left out of stage figures
     http_status: int | None = None
     error_message: str | None = None
     retry_after_s: float | None = None
@@ -106,6 +108,8 @@ class CallRecord:
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    # The response's anthropic-ratelimit-* headers, prefix stripped (e.g. "requests-remaining").
+    ratelimit: dict[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -132,6 +136,7 @@ class CallMeasurement:
         user_id: int | None = None,
         worker: str | None = None,
         stage: str | None = None,
+        warmup: bool = False,
         t_scheduled: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -146,6 +151,7 @@ class CallMeasurement:
             user_id=user_id,
             worker=worker,
             stage=stage,
+            warmup=warmup,
             timestamp=time.time(),
             t_start=now,
         )
@@ -164,6 +170,10 @@ class CallMeasurement:
     def call_id(self) -> str:
         return self._record.call_id
 
+    @property
+    def scenario(self) -> str:
+        return self._record.scenario
+
     # -- what the transport reports -------------------------------------------------
 
     def request_sent(self, t: float | None = None) -> None:
@@ -180,6 +190,12 @@ class CallMeasurement:
                 self._record.retry_after_s = float(retry_after)
             except ValueError:
                 self._record.retry_after_s = None
+        limits = {
+            name[len(RATELIMIT_PREFIX) :]: value
+            for name, value in headers.items()
+            if name.lower().startswith(RATELIMIT_PREFIX)
+        }
+        self._record.ratelimit = limits or None
 
     def event(self, event: StreamEvent, t: float | None = None) -> None:
         """One typed stream event, stamped now; raises CallError to end the call."""

@@ -7,6 +7,7 @@ needs; nothing here runs for in-process ``Environment`` runs, which call
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from harness import catalog as _catalog  # noqa: F401  (its init listener must run before this module's)
+from harness import webui as _webui  # noqa: F401  (the web UI's LLM tab, at init)
 from harness.errors import ConfigError
 from harness.locust_csv import FinalCSV
 from harness.options import HarnessOptions, add_arguments
@@ -57,9 +59,12 @@ def prepare(environment: Environment) -> None:
         else:
             environment.host = target.url
     harness = attach(environment, options)
+    # Importing the SDK takes a second or more on a busy machine and blocks the event loop
+    # (a worker that blocks misses its heartbeats): pay it here, before any load.
     if environment.host:
-        # Importing the SDK takes a second or more on a busy machine: pay it before any load.
         harness.transport(environment.host)
+    elif options.transport == "sdk":
+        importlib.import_module("harness.sdk_transport")
 
 
 @events.init_command_line_parser.add_listener
@@ -77,3 +82,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     except ConfigError as exc:
         fail_start(str(exc))
     FinalCSV.install(environment)
+
+
+# Load shapes, open-loop arrivals and the per-stage analysis register their own options and listeners.
+from harness import shapes as _shapes  # noqa: E402, F401  (imports harness.arrivals too)

@@ -108,12 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"also ask for one with the header '{FAULT_HEADER}: NAME')"
     )
     for name, what in FAULT_HELP.items():
-        f.add_argument(
-            f"--fault-{name.replace('_', '-')}", type=float, default=None, metavar="RATE", help=what
-        )
-    f.add_argument(
-        "--stall-seconds", type=float, default=None, metavar="S", help="length of a stall fault (default 5)"
-    )
+        f.add_argument(f"--fault-{name.replace('_', '-')}", type=float, default=None, metavar="RATE", help=what)
+    f.add_argument("--stall-seconds", type=float, default=None, metavar="S", help="length of a stall fault (default 5)")
     f.add_argument(
         "--slow-headers-seconds",
         type=float,

@@ -251,9 +251,7 @@ class Call:
         self.state = "running"
         self.record.queue_s = now - self.t_queue
         u = self.usage
-        first_due = (
-            now + (u.created + u.uncached) / self.profile.prefill_tokens_per_s + self.engine.step_time()
-        )
+        first_due = now + (u.created + u.uncached) / self.profile.prefill_tokens_per_s + self.engine.step_time()
         if self.fault_at == 0 and self.fault == "stall":
             first_due += self.sim.faults.config.stall_s
         if self.stream:
@@ -330,9 +328,7 @@ class Call:
         self.abandoned = True  # if still queued, the engine skips it
         self.conn.close()
         self.record.status = self.record.status or 500
-        self._end(
-            _mono(), f"simulator_bug_{type(exc).__name__}", release=self.state == "running", keep_alive=False
-        )
+        self._end(_mono(), f"simulator_bug_{type(exc).__name__}", release=self.state == "running", keep_alive=False)
 
     def _end(self, now: float, outcome: str, release: bool, keep_alive: bool | None = None) -> None:
         if release:
@@ -397,9 +393,7 @@ class Simulator:
             headers.append(("connection", "close"))
         return response_head(resp.status, headers) + resp.body
 
-    def error(
-        self, status: int, message: str, rid: str, headers: list[tuple[str, str]] | None = None
-    ) -> Response:
+    def error(self, status: int, message: str, rid: str, headers: list[tuple[str, str]] | None = None) -> Response:
         return Response(status, wire.error_body(status, message, rid), headers)
 
     def trace_write(self, record: TraceRecord) -> None:
@@ -436,9 +430,7 @@ class Simulator:
         if resp is not None:
             self._respond(conn, req, record, resp)
 
-    def _route(
-        self, conn: Connection, req: Request, rid: str, record: TraceRecord, seq: int
-    ) -> Response | None:
+    def _route(self, conn: Connection, req: Request, rid: str, record: TraceRecord, seq: int) -> Response | None:
         path, method = req.path, req.method
         if path.startswith("/v1/simulator/"):
             if method == "GET" and path == "/v1/simulator/stats":
@@ -585,9 +577,7 @@ class Simulator:
             "usage": {**self._usage(call), "output_tokens": plan.output_tokens},
         }
         call.record.t_headers = _mono()
-        return self.encode(
-            Response(200, wire.dumps(message), call.rl_headers), call.rid, close=not call.keep_alive
-        )
+        return self.encode(Response(200, wire.dumps(message), call.rl_headers), call.rid, close=not call.keep_alive)
 
     def stream_bytes(self, call: Call) -> tuple[bytes, list[bytes]]:
         """The bytes written at admission, and one item per token tick (boundary events ride along)."""

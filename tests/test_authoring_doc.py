@@ -97,7 +97,7 @@ def test_step_three_runs_as_a_new_user_would(tmp_path: Path) -> None:
     (tmp_path / "scenarios" / "support_question.py").write_text(blocks("python")[0])
     command = next(line for block in blocks("sh") for line in block.splitlines() if line.startswith("locust -f"))
     args = shlex.split(command)[1:]
-    args[args.index("-t") + 1] = "10s"  # start-up (SDK import) counts against -t on a busy machine
+    args[args.index("-t") + 1] = "5s"
     result = locust(
         *args,
         "--simulator-args",

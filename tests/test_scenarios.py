@@ -248,7 +248,7 @@ def test_a_class_name_and_dataset_option_replay_a_file_in_order(tmp_path: Path) 
     out = tmp_path / "out"
     result = locust(
         *("-f", "locustfile.py", "DatasetReplay", "--dataset", str(dataset), "--report-dir", str(out)),
-        *("--headless", "-u", "1", "-t", "8s", "--simulator-args", " ".join(FAST_SIMULATOR)),
+        *("--headless", "-u", "1", "-t", "5s", "--simulator-args", " ".join(FAST_SIMULATOR)),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     replayed = [r for r in read_jsonl(out / "requests.jsonl") if r["outcome"] != "cancelled"]

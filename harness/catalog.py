@@ -136,10 +136,15 @@ def _has_task(holder: Any, tags: set[str] | None, exclude: set[str] | None) -> b
 
 def bind_sources(environment: Environment) -> None:
     """Hand the run's options to every selected scenario's prompt source (``--dataset``)."""
-    for user_class in environment.user_classes:
-        source = getattr(user_class, "prompt_source", None)
+    from harness.prompts import Dataset
+
+    options = environment.parsed_options
+    sources = [getattr(c, "prompt_source", None) for c in environment.user_classes]
+    for source in sources:
         if source is not None and hasattr(source, "bind"):
-            source.bind(environment.parsed_options)
+            source.bind(options)
+    if getattr(options, "dataset", None) and not any(isinstance(s, Dataset) for s in sources):
+        raise ConfigError("--dataset is given but no selected scenario replays a dataset; name one, e.g. DatasetReplay")
 
 
 # -- --list -------------------------------------------------------------------------------

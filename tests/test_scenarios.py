@@ -14,6 +14,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,11 +26,12 @@ from locust.user import User
 from locust.util.load_locustfile import is_user_class, load_locustfile
 
 from harness import AnthropicUser, CallRecord, ConfigError
-from harness.catalog import describe, select, tags_of
+from harness.catalog import bind_sources, describe, select, tags_of
 from harness.conversation import Conversation
-from harness.prompts import CHARS_PER_TOKEN
+from harness.prompts import CHARS_PER_TOKEN, Dataset
 from harness.simulator.launcher import SimulatorProcess
 from harness.simulator.messages import parse_messages_request
+from scenarios.dataset_replay import SAMPLE, DatasetReplay
 
 from .locust_runs import read_jsonl, run_local
 from .test_cli import locust
@@ -219,6 +221,22 @@ def test_selection_default_names_and_tags() -> None:
 
     with pytest.raises(ConfigError, match="no scenario has a task tagged nothing-has-this"):
         select(environment_for(["--tags", "nothing-has-this"]))
+
+
+def test_dataset_is_refused_when_no_selected_scenario_replays_one() -> None:
+    env = environment_for(["--dataset", "mine.jsonl"])
+    select(env)
+    with pytest.raises(ConfigError, match="--dataset is given but no selected scenario replays a dataset"):
+        bind_sources(env)
+    env = environment_for(["--dataset", "mine.jsonl", "DatasetReplay"])
+    select(env)
+    source = DatasetReplay.prompt_source
+    assert isinstance(source, Dataset)
+    try:
+        bind_sources(env)
+        assert source.path == Path("mine.jsonl")
+    finally:
+        source.bind(SimpleNamespace(dataset=str(SAMPLE)))  # the class is shared with the other tests
 
 
 def test_each_module_runs_alone_with_its_own_classes_only(tmp_path: Path) -> None:

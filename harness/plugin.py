@@ -56,7 +56,10 @@ def prepare(environment: Environment) -> None:
             environment.host = start_simulator(options.simulator_args)
         else:
             environment.host = target.url
-    attach(environment, options)
+    harness = attach(environment, options)
+    if environment.host:
+        # Import the SDK and build its client now (1-3 s), not inside --run-time at test start.
+        harness.transport(environment.host)
 
 
 @events.init_command_line_parser.add_listener

@@ -22,7 +22,7 @@ from locust.runners import WorkerRunner
 
 from harness.errors import ConfigError
 from harness.junit import write_junit
-from harness.slo import SLO, SLOResult, check_scopes, evaluate, parse_slos
+from harness.slo import SLO, VALID_METRICS, SLOResult, check_scopes, evaluate, parse_slos
 from harness.verdict import print_verdict
 
 __all__ = ["EXIT_CODES_HELP", "SLOGate", "add_arguments", "scenario_names", "slo_section"]
@@ -33,14 +33,15 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 2
 EXIT_SLO_BREACH = 3
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 = the run finished and every --slo was met; "
-    "1 = some calls failed and no overall error_rate SLO was given (Locust's --exit-code-on-error); "
-    f"{EXIT_CONFIG} = invalid configuration, nothing was sent; "
-    f"{EXIT_SLO_BREACH} = an SLO was breached (all artefacts are still written). "
-    "SLO grammar: [SCENARIO:][stage=LABEL:]METRIC OP NUMBER UNIT, e.g. ttft_p95<800ms, "
-    "completion_p99<=12s, error_rate<1%, error_rate[http_429]<0.1%, output_tps>=2000, goodput>=5/s."
-)
+EXIT_CODES_HELP = f"""\
+Exit codes of a headless run:
+  0  the run finished and every --slo was met
+  1  calls failed and no overall error_rate SLO was given (Locust's --exit-code-on-error)
+  {EXIT_CONFIG}  invalid configuration: one line on stderr, nothing was sent to the target
+  {EXIT_SLO_BREACH}  an SLO was breached; every artefact is still written
+SLO: [SCENARIO:][stage=LABEL:]METRIC OP NUMBER UNIT, e.g. ttft_p95<800ms, completion_p99<=12s,
+  HaikuChat:error_rate<1%, error_rate[http_429]<0.1%, output_tps>=2000, goodput>=5/s
+Metrics: {VALID_METRICS}"""
 
 
 def add_arguments(parser: Any) -> None:

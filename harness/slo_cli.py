@@ -18,7 +18,7 @@ from typing import Any
 from locust import events
 from locust import log as locust_log
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 
 from harness.errors import ConfigError
 from harness.junit import write_junit
@@ -126,6 +126,7 @@ class SLOGate:
 
     def install(self) -> SLOGate:
         self.environment.events.test_start.add_listener(self._on_test_start)
+        self.environment.events.quitting.add_listener(self._on_quitting)
         self.environment.events.quit.add_listener(self._on_quit)
         return self
 
@@ -180,6 +181,13 @@ class SLOGate:
         runner = self.environment.runner
         crashed = bool(runner is not None and runner.exceptions) or locust_log.unhandled_greenlet_exception
         return 0 if decides_errors and not crashed else None
+
+    def _on_quitting(self, **_: Any) -> None:
+        # On SIGTERM or Ctrl+C Locust picks the exit code before it stops the users; stop
+        # them first, so the summary and the SLO verdict exist when the code is chosen.
+        runner = self.environment.runner
+        if runner is not None and not self.is_worker and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+            runner.stop()
 
     def _on_quit(self, exit_code: int, **_: Any) -> None:
         options = self.environment.parsed_options

@@ -11,8 +11,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -46,70 +48,93 @@ def summary_of(directory: Path) -> dict[str, Any]:
     return json.loads((directory / "summary.json").read_text())
 
 
+def start_locust(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Like tests.test_cli.locust, started in the background so several runs overlap."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ANTHROPIC_"))}
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "locust", *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def test_exit_code_constants_agree() -> None:
     assert (CLI_EXIT_CONFIG, CLI_EXIT_SLO_BREACH) == (EXIT_CONFIG, EXIT_SLO_BREACH) == (2, 3)
 
 
-def test_met_slos_exit_0_with_passing_testcases_and_stop_timeout_lets_calls_finish(tmp_path: Path) -> None:
+@dataclass
+class Finished:
+    directory: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def passed_and_breached(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
+    """Two CLI runs side by side (to save time): SLOs that hold, and one that cannot."""
+    passed, breached = tmp_path_factory.mktemp("passed"), tmp_path_factory.mktemp("breached")
     # The command line's SLOs replace those of a config file (which would be breached).
-    (tmp_path / "locust.conf").write_text("slo = completion_p50<1ms\n")
-    out = tmp_path / "out"
-    result = locust(
-        *SHORT_RUN,
-        "--stop-timeout",
-        "5",
-        "--report-dir",
-        str(out),
-        "--slo",
-        "ttft_p95<20s",
-        "--slo",
-        "ShortChat:completion_p99<=30s,error_rate<1%",
-        "--junit-xml",
-        str(tmp_path / "junit.xml"),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    cases = junit_cases(tmp_path / "junit.xml")
+    (passed / "locust.conf").write_text("slo = completion_p50<1ms\n")
+    runs = {
+        "passed": start_locust(
+            *SHORT_RUN,
+            *("--stop-timeout", "5", "--report-dir", "out", "--junit-xml", "junit.xml"),
+            *("--slo", "ttft_p95<20s", "--slo", "ShortChat:completion_p99<=30s,error_rate<1%"),
+            cwd=passed,
+        ),
+        "breached": start_locust(
+            *SHORT_RUN,
+            *("--report-dir", "out", "--junit-xml", "junit.xml", "--csv", "run", "--html", "report.html"),
+            *("--slo", "completion_p50<1ms", "--slo", "ttft_p95<20s"),
+            cwd=breached,
+        ),
+    }
+    done = {}
+    for (name, process), directory in zip(runs.items(), (passed, breached), strict=True):
+        stdout, stderr = process.communicate(timeout=120)
+        done[name] = Finished(directory, process.returncode, stdout, stderr)
+    return done
+
+
+def test_met_slos_exit_0_with_passing_testcases_and_stop_timeout_lets_calls_finish(
+    passed_and_breached: dict[str, Finished],
+) -> None:
+    run = passed_and_breached["passed"]
+    assert run.returncode == 0, run.stderr[-3000:]
+    cases = junit_cases(run.directory / "junit.xml")
     assert [c.get("name") for c in cases] == ["ttft_p95<20s", "ShortChat:completion_p99<=30s", "error_rate<1%"]
     assert all(c.find("failure") is None for c in cases)
 
-    summary = summary_of(out)
+    summary = summary_of(run.directory / "out")
     assert summary["slo"]["passed"] is True
     assert [r["passed"] for r in summary["slo"]["results"]] == [True, True, True]
     assert summary["slo"]["results"][0]["measured"] == summary["overall"]["ttft_s"]["p95"]
 
     # --stop-timeout: the users finish the call they are in, so nothing is cut off.
-    records = read_jsonl(out / "requests.jsonl")
+    records = read_jsonl(run.directory / "out" / "requests.jsonl")
     assert records and all(r["outcome"] == "ok" for r in records), {r["outcome"] for r in records}
     assert summary["overall"]["cancelled"] == 0
 
-    assert "Result: PASS, all 3 SLOs met (exit code 0)" in result.stdout
-    assert "\x1b[" not in result.stdout  # not a terminal: no colour codes
+    assert "Result: PASS, all 3 SLOs met (exit code 0)" in run.stdout
+    assert "\x1b[" not in run.stdout  # not a terminal: no colour codes
 
 
-def test_a_breached_slo_exits_3_quotes_measured_vs_limit_and_writes_every_artefact(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    result = locust(
-        *SHORT_RUN,
-        "--report-dir",
-        str(out),
-        "--csv",
-        str(tmp_path / "run"),
-        "--html",
-        str(tmp_path / "report.html"),
-        "--slo",
-        "completion_p50<1ms",
-        "--slo",
-        "ttft_p95<20s",
-        "--junit-xml",
-        str(tmp_path / "junit.xml"),
-    )
-    assert result.returncode == EXIT_SLO_BREACH, result.stderr[-3000:]
-    summary = summary_of(out)
+def test_a_breached_slo_exits_3_quotes_measured_vs_limit_and_writes_every_artefact(
+    passed_and_breached: dict[str, Finished],
+) -> None:
+    run = passed_and_breached["breached"]
+    assert run.returncode == EXIT_SLO_BREACH, run.stderr[-3000:]
+    summary = summary_of(run.directory / "out")
     measured_ms = f"{summary['overall']['completion_s']['p50'] * 1000:.1f}ms"
     message = f"completion_p50<1ms: measured {measured_ms}, limit < 1.0ms (breached)"
 
-    breached, met = junit_cases(tmp_path / "junit.xml")
+    breached, met = junit_cases(run.directory / "junit.xml")
     failure = breached.find("failure")
     assert failure is not None and failure.get("message") == message
     assert met.find("failure") is None
@@ -117,13 +142,13 @@ def test_a_breached_slo_exits_3_quotes_measured_vs_limit_and_writes_every_artefa
     assert summary["slo"]["passed"] is False and summary["slo"]["breached"] == 1
     assert [r["passed"] for r in summary["slo"]["results"]] == [False, True]
     for artefact in ("run_stats.csv", "run_failures.csv", "report.html", "out/requests.jsonl"):
-        assert (tmp_path / artefact).stat().st_size > 0, artefact
-    assert f"SLO breached: {message}" in result.stderr  # the log line
-    assert f"SLO breached: {message}" in result.stdout  # and the verdict
-    assert "Result: FAIL, 1 of 2 SLOs breached (exit code 3)" in result.stdout
+        assert (run.directory / artefact).stat().st_size > 0, artefact
+    assert f"SLO breached: {message}" in run.stderr  # the log line
+    assert f"SLO breached: {message}" in run.stdout  # and the verdict
+    assert "Result: FAIL, 1 of 2 SLOs breached (exit code 3)" in run.stdout
 
     # Without --stop-timeout (Locust's default 0) the calls in flight at the end are cut off.
-    assert any(r["outcome"] == CANCELLED for r in read_jsonl(out / "requests.jsonl"))
+    assert any(r["outcome"] == CANCELLED for r in read_jsonl(run.directory / "out" / "requests.jsonl"))
 
 
 @pytest.fixture(scope="module")
@@ -171,21 +196,6 @@ def test_the_trace_does_record_requests(traced_simulator: tuple[str, Path]) -> N
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
     assert len(trace.read_text().splitlines()) == before + 1
-
-
-def start_locust(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Like tests.test_cli.locust, started in the background so several runs overlap."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ANTHROPIC_"))}
-    full_env.update(env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "locust", *args],
-        cwd=cwd,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
 
 
 def test_the_same_slos_from_locust_conf_pyproject_and_the_environment(tmp_path: Path) -> None:
@@ -267,3 +277,57 @@ def test_an_overall_error_rate_slo_decides_about_failed_calls(scripted_url: str)
     assert decided("ttft_p95<20s", f"error_rate<{rate * 100 / 2:.3f}%") == EXIT_SLO_BREACH
     # A per-scenario error_rate does not speak for the whole run.
     assert decided("Good:error_rate<1%") is None
+
+
+def test_sigterm_stops_the_run_and_still_gives_the_slo_verdict(tmp_path: Path) -> None:
+    # A CI system cancels a job with SIGTERM; without --run-time that is how a run ends.
+    out = tmp_path / "out"
+    args = ("-f", LOCUSTFILE, "--headless", "-u", "2", "--max-tokens", "16", "--report-dir", str(out))
+    process = start_locust(*args, "--slo", "completion_p50<1ms", "--junit-xml", "j.xml", cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            lines = (out / "requests.jsonl").read_text().splitlines() if (out / "requests.jsonl").exists() else []
+            if any('"outcome":"ok"' in line for line in lines):
+                break
+            time.sleep(0.2)
+        process.terminate()
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == EXIT_SLO_BREACH, stderr[-2000:]
+    assert "Result: FAIL, 1 of 1 SLOs breached (exit code 3)" in stdout
+    assert junit_cases(tmp_path / "j.xml")[0].find("failure") is not None
+    assert summary_of(out)["overall"]["ok"] >= 1
+
+
+def test_the_example_ci_config_passes_and_fails_when_an_slo_is_tightened(tmp_path: Path) -> None:
+    # What examples/ci/*.yml run, in a copy of the repository's layout, only shorter.
+    conf = ROOT / "examples" / "locust.conf"
+    assert "slo = [ttft_p95<2s, completion_p99<15s, error_rate<1%]" in conf.read_text()
+    for workflow in ("github-actions.yml", "gitlab-ci.yml"):
+        text = (ROOT / "examples" / "ci" / workflow).read_text()
+        assert "locust --config examples/locust.conf" in text and "reports/junit.xml" in text, workflow
+        assert "- reports/" in text or "path: reports/" in text, workflow
+    repos = {name: tmp_path / name for name in ("passing", "tightened")}
+    for repo in repos.values():
+        (repo / "examples").mkdir(parents=True)
+        (repo / "examples" / "locust.conf").symlink_to(conf)
+        for name in ("locustfile.py", "scenarios", "harness"):
+            (repo / name).symlink_to(ROOT / name)
+    short = ("--config", "examples/locust.conf", "-t", "3s", "-u", "3")
+    passing = start_locust(*short, cwd=repos["passing"])
+    tightened = start_locust(*short, cwd=repos["tightened"], env={"LOCUST_SLO": "ttft_p95<1ms,error_rate<1%"})
+
+    _, stderr = tightened.communicate(timeout=90)
+    assert tightened.returncode == EXIT_SLO_BREACH, stderr[-2000:]
+    reports = repos["tightened"] / "reports"
+    [ttft, errors] = junit_cases(reports / "junit.xml")
+    assert ttft.find("failure") is not None and errors.find("failure") is None
+    for artefact in ("requests.jsonl", "summary.json", "locust_stats.csv", "locust.html"):
+        assert (reports / artefact).stat().st_size > 0, artefact
+    assert "SLO breached: ttft_p95<1ms: measured" in stderr
+
+    _, stderr = passing.communicate(timeout=90)
+    assert passing.returncode == 0, stderr[-2000:]
+    assert all(c.find("failure") is None for c in junit_cases(repos["passing"] / "reports" / "junit.xml"))

@@ -331,3 +331,41 @@ def test_the_example_ci_config_passes_and_fails_when_an_slo_is_tightened(tmp_pat
     _, stderr = passing.communicate(timeout=90)
     assert passing.returncode == 0, stderr[-2000:]
     assert all(c.find("failure") is None for c in junit_cases(repos["passing"] / "reports" / "junit.xml"))
+
+
+def test_stage_slos_see_the_stages_section_other_listeners_add(scripted_url: str, tmp_path: Path) -> None:
+    # The load-analysis listener adds summary["stages"]; the gate must evaluate after it.
+    import gevent
+    from locust.env import Environment
+
+    from harness import AnthropicUser, HarnessOptions, attach
+
+    class Timed(AnthropicUser):
+        model = "timed"
+        prompt = "hi"
+
+    env = Environment(user_classes=[Timed], host=scripted_url)
+    env.create_local_runner()
+    attach(env, HarnessOptions(report_dir=str(tmp_path))).transport(scripted_url)
+
+    def add_stages(*, summary: dict[str, Any], **_: Any) -> None:
+        summary["stages"] = {"8": {"overall": summary["overall"], "scenarios": summary["scenarios"]}}
+
+    slos = parse_slos(["stage=8:ttft_p95<1s", "stage=8:Timed:completion_p50<1ms", "stage=9:ttft_p95<1s"])
+    gate = SLOGate(env, slos, junit_xml=str(tmp_path / "junit.xml")).install()
+    env.events.llm_summary.add_listener(add_stages)  # type: ignore[attr-defined]
+    assert env.runner is not None
+    env.runner.start(2, spawn_rate=20)
+    gevent.sleep(1.5)
+    env.runner.quit()
+
+    assert gate.results is not None
+    assert [r.passed for r in gate.results] == [True, False, False]
+    assert gate.results[0].measured == summary_of(tmp_path)["stages"]["8"]["overall"]["ttft_s"]["p95"]
+    assert gate.results[2].measured is None  # stage 9 never ran: no samples, breached
+    assert env.process_exit_code == EXIT_SLO_BREACH
+    assert [c.get("classname") for c in junit_cases(tmp_path / "junit.xml")] == [
+        "slo.stage=8",
+        "slo.stage=8.Timed",
+        "slo.stage=9",
+    ]

@@ -25,7 +25,16 @@ from harness.junit import write_junit
 from harness.slo import SLO, VALID_METRICS, SLOResult, check_scopes, evaluate, parse_slos
 from harness.verdict import print_verdict
 
-__all__ = ["EXIT_CODES_HELP", "SLOGate", "add_arguments", "scenario_names", "slo_section"]
+__all__ = [
+    "EXIT_CODES_HELP",
+    "EXIT_CONFIG",
+    "EXIT_SLO_BREACH",
+    "SLOGate",
+    "add_arguments",
+    "scenario_names",
+    "slo_section",
+    "slo_texts",
+]
 
 log = logging.getLogger(__name__)
 

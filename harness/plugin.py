@@ -17,6 +17,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from harness import slo_cli  # noqa: F401  (registers --slo, --junit-xml)
 from harness import webui as _webui  # noqa: F401  (the web UI's LLM tab, at init)
 from harness.errors import ConfigError
 from harness.locust_csv import FinalCSV

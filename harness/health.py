@@ -82,9 +82,11 @@ class HealthOptions:
 
     @classmethod
     def from_namespace(cls, parsed: Any) -> HealthOptions:
+        lag = getattr(parsed, "generator_max_lag_ms", None)
+        cpu = getattr(parsed, "generator_max_cpu", None)
         return cls(
-            max_lag_ms=float(getattr(parsed, "generator_max_lag_ms", DEFAULT_MAX_LAG_MS) or DEFAULT_MAX_LAG_MS),
-            max_cpu_percent=float(getattr(parsed, "generator_max_cpu", DEFAULT_MAX_CPU) or DEFAULT_MAX_CPU),
+            max_lag_ms=DEFAULT_MAX_LAG_MS if lag is None else float(lag),
+            max_cpu_percent=DEFAULT_MAX_CPU if cpu is None else float(cpu),
             fail_on_generator_bound=bool(getattr(parsed, "fail_on_generator_bound", False)),
         )
 
@@ -113,7 +115,8 @@ class LagHistogram:
         for i, count in enumerate(self.counts):
             seen += count
             if seen >= rank:
-                return min((i + 1) * _LAG_BUCKET_S, self.max_s)
+                # The last bucket holds every lag past its range: only the max says how long.
+                return self.max_s if i == _LAG_BUCKETS else min((i + 1) * _LAG_BUCKET_S, self.max_s)
         return self.max_s
 
 

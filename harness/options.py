@@ -35,7 +35,7 @@ def add_arguments(parser: Any) -> None:
         env_var="LOCUST_TRANSPORT",
         default="sdk",
         help="How calls are sent: 'sdk' = the official anthropic client; 'fast' = raw HTTP on geventhttpclient, "
-        "~10x less CPU per streamed token (docs/performance.md). Default: sdk.",
+        "several times less CPU per streamed token (docs/performance.md). Default: sdk.",
     )
     group.add_argument(
         "--model",

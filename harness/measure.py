@@ -37,6 +37,7 @@ __all__ = [
     "OK",
     "CallMeasurement",
     "CallRecord",
+    "error_detail",
     "outcome_for_status",
     "outcome_for_stream_error",
 ]
@@ -57,6 +58,15 @@ def outcome_for_status(status: int) -> str:
 def outcome_for_stream_error(error_type: str) -> str:
     """The error class of a mid-stream ``event: error``, e.g. ``stream_overloaded_error``."""
     return f"stream_{error_type}"
+
+
+def error_detail(body: object) -> tuple[str, str]:
+    """(error.type, error.message) from an API error body (parsed JSON or text), as far as it has them."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("type") or "unknown_error"), str(error.get("message") or "")
+    return "unknown_error", str(body)[:200] if body else ""
 
 
 _call_ids = itertools.count(1)

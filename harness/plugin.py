@@ -18,14 +18,16 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from harness import catalog as _catalog  # noqa: F401  (its init listener must run before this module's)
+from harness import slo_cli  # noqa: F401  (registers --slo, --junit-xml)
 from harness import webui as _webui  # noqa: F401  (the web UI's LLM tab, at init)
 from harness.errors import ConfigError
+from harness.health import EXIT_GENERATOR_BOUND
 from harness.locust_csv import FinalCSV
 from harness.options import HarnessOptions, add_arguments
 from harness.runtime import attach
 from harness.target import resolve_target, start_simulator
 
-__all__ = ["EXIT_CONFIG", "EXIT_SLO_BREACH", "fail_start", "prepare"]
+__all__ = ["EXIT_CONFIG", "EXIT_GENERATOR_BOUND", "EXIT_SLO_BREACH", "fail_start", "prepare"]
 
 # Same code as argparse's usage errors, so every bad-configuration exit looks alike.
 EXIT_CONFIG = 2

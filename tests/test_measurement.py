@@ -55,7 +55,7 @@ def test_scripted_timing_is_measured_as_metrics_md_defines(scripted_url: str, tm
 def test_thinking_first_token_comes_before_first_text(scripted_url: str) -> None:
     run = run_local([scenario("thinking")], scripted_url, seconds=0.6)
     r = next(r for r in run.records if r.ok)
-    assert 0.095 <= r.ttft_s <= 0.25  # type: ignore[operator]
+    assert 0.095 <= r.ttft_s <= 0.3  # type: ignore[operator]
     assert r.t_first_text - r.t_first_token >= 0.05  # type: ignore[operator]
     assert len(r.itl_s) == 9  # 5 thinking + 5 text deltas; the signature is not content
 

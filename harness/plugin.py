@@ -16,6 +16,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from harness import distributed  # noqa: F401  (worker -> master records)
 from harness.errors import ConfigError
 from harness.locust_csv import FinalCSV
 from harness.options import HarnessOptions, add_arguments

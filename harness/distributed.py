@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 import time
 import uuid
-from argparse import Namespace
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 import gevent
 from locust import events
 from locust.env import Environment
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from harness import events as llm_events
 from harness.measure import CANCELLED, OK, CallRecord
@@ -148,6 +149,10 @@ class WorkerReporter:
         runner.register_message(MSG_FLUSH, self._on_flush_message)
         runner.register_message(MSG_SLOT, self._on_slot_message)
         _import_transport(environment)
+        if runner.worker_state in (STATE_SPAWNING, STATE_RUNNING):
+            # A worker joining a running test can get its first spawn, and fire test_start,
+            # while it waits for the master's ack, before init: catch up once init is over.
+            gevent.spawn(self._on_test_start)
 
     @property
     def harness(self) -> Harness:
@@ -230,11 +235,27 @@ class WorkerReporter:
 
 
 def _import_transport(environment: Environment) -> None:
-    # The SDK's first import takes a second or more of CPU. Paid here, at start-up, rather
-    # than in the first spawn's test_start, where a blocked worker misses its heartbeats
-    # and starts its users late.
+    # The SDK's first import costs one to three seconds of CPU. Paid at init at the latest,
+    # rather than in the first spawn's test_start, where it would delay the users.
     if getattr(environment.parsed_options, "transport", "sdk") == "sdk":
         importlib.import_module("harness.sdk_transport")
+
+
+def _import_before_connecting(argv: list[str], environ: dict[str, str]) -> bool:
+    """True for a worker (``--worker``) or a master about to fork workers (``--processes``).
+
+    Locust connects a worker to its master before ``init``: a worker busy importing then
+    misses heartbeats (three seconds on a busy machine), the master marks it missing,
+    and a late joiner is given users it cannot start. Importing while the locustfile
+    loads costs the same time before the connection; forked workers inherit the import.
+    """
+    flags = {a.split("=", 1)[0] for a in argv}
+    from_env = environ.get("LOCUST_MODE_WORKER") or environ.get("LOCUST_PROCESSES")
+    return bool(flags & {"--worker", "--processes"} or from_env)
+
+
+if _import_before_connecting(sys.argv[1:], dict(os.environ)):
+    importlib.import_module("harness.sdk_transport")
 
 
 # -- the master side --------------------------------------------------------------------
@@ -324,7 +345,7 @@ class MasterCollector:
             harness.before_summary.append(self._collect_last_batches)
             self.environment.events.llm_summary.add_listener(self._on_summary)  # type: ignore[attr-defined]
             self._hooked = harness
-        self.run_id = uuid.uuid4().hex
+        self.run_id = uuid.uuid4().hex if self.environment.parsed_options is not None else None
         self.workers = {}
         self._closed = False
         # Spawn messages carry the parsed options to every worker, late joiners included.
@@ -334,9 +355,10 @@ class MasterCollector:
         self._monitor = gevent.spawn(self._monitor_loop)
 
     def _set_option(self, name: str, value: Any) -> None:
-        if self.environment.parsed_options is None:
-            self.environment.parsed_options = Namespace()
-        setattr(self.environment.parsed_options, name, value)
+        # Without parsed options (an in-process Environment) workers learn no run id,
+        # and the master then takes batches marked with none (see _on_test_start).
+        if self.environment.parsed_options is not None:
+            setattr(self.environment.parsed_options, name, value)
 
     def _on_stage(self, stage: str | None) -> None:
         self._set_option(OPT_STAGE, stage)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import LoadTestShape, constant, events, task
+from locust import LoadTestShape, constant, events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
@@ -47,7 +47,7 @@ def _count_own_calls(environment: Environment, **_: Any) -> None:
 if RATE:
 
     class Paced(AnthropicUser):
-        """One call every 1/share seconds on a fixed schedule, whatever the calls take."""
+        """This worker's share of RATE, split over its users, each on a fixed schedule."""
 
         model = "claude-haiku-4-5"
         max_tokens = 8
@@ -57,11 +57,16 @@ if RATE:
         def on_start(self) -> None:
             self._next = time.monotonic()
 
-        @task
         def paced(self) -> None:
-            self._next += 1.0 / rate_share(self.environment, RATE)
+            users_here = max(1, self.environment.runner.user_count if self.environment.runner else 1)
+            share = rate_share(self.environment, RATE)
+            self._next += users_here / share
+            if COUNT_DIR is not None:
+                (Path(COUNT_DIR) / f"share-{os.getpid()}.txt").write_text(f"{share}\n")
             gevent.sleep(max(0.0, self._next - time.monotonic()))
             self.messages()
+
+        tasks = [paced]  # only this one: not AnthropicUser's unpaced default task
 
 else:
 

@@ -37,6 +37,7 @@ __all__ = [
     "OK",
     "CallMeasurement",
     "CallRecord",
+    "error_detail",
     "outcome_for_status",
     "outcome_for_stream_error",
 ]
@@ -46,6 +47,7 @@ CANCELLED = "cancelled"
 TIMEOUT = "timeout"
 CONNECTION = "connection"
 PROTOCOL = "protocol"
+RATELIMIT_PREFIX = "anthropic-ratelimit-"
 
 
 def outcome_for_status(status: int) -> str:
@@ -56,6 +58,15 @@ def outcome_for_status(status: int) -> str:
 def outcome_for_stream_error(error_type: str) -> str:
     """The error class of a mid-stream ``event: error``, e.g. ``stream_overloaded_error``."""
     return f"stream_{error_type}"
+
+
+def error_detail(body: object) -> tuple[str, str]:
+    """(error.type, error.message) from an API error body (parsed JSON or text), as far as it has them."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("type") or "unknown_error"), str(error.get("message") or "")
+    return "unknown_error", str(body)[:200] if body else ""
 
 
 _call_ids = itertools.count(1)
@@ -92,6 +103,7 @@ class CallRecord:
     user_id: int | None = None
     worker: str | None = None
     stage: str | None = None
+    warmup: bool = False  # started during its stage's warm-up: kept in the file, left out of stage figures
     http_status: int | None = None
     error_message: str | None = None
     retry_after_s: float | None = None
@@ -116,6 +128,8 @@ class CallRecord:
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    # The response's anthropic-ratelimit-* headers, prefix stripped (e.g. "requests-remaining").
+    ratelimit: dict[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -142,6 +156,7 @@ class CallMeasurement:
         user_id: int | None = None,
         worker: str | None = None,
         stage: str | None = None,
+        warmup: bool = False,
         t_scheduled: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -156,6 +171,7 @@ class CallMeasurement:
             user_id=user_id,
             worker=worker,
             stage=stage,
+            warmup=warmup,
             timestamp=time.time(),
             t_start=now,
         )
@@ -174,6 +190,10 @@ class CallMeasurement:
     def call_id(self) -> str:
         return self._record.call_id
 
+    @property
+    def scenario(self) -> str:
+        return self._record.scenario
+
     # -- what the transport reports -------------------------------------------------
 
     def request_sent(self, t: float | None = None) -> None:
@@ -190,6 +210,12 @@ class CallMeasurement:
                 self._record.retry_after_s = float(retry_after)
             except ValueError:
                 self._record.retry_after_s = None
+        limits = {
+            name[len(RATELIMIT_PREFIX) :]: value
+            for name, value in headers.items()
+            if name.lower().startswith(RATELIMIT_PREFIX)
+        }
+        self._record.ratelimit = limits or None
 
     def event(self, event: StreamEvent, t: float | None = None) -> None:
         """One typed stream event, stamped now; raises CallError to end the call."""

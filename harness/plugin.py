@@ -7,6 +7,7 @@ needs; nothing here runs for in-process ``Environment`` runs, which call
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -16,14 +17,19 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from harness import distributed  # noqa: F401  (worker -> master records)
+from harness import (
+    distributed,  # noqa: F401  (worker -> master records)
+    slo_cli,  # noqa: F401  (registers --slo, --junit-xml)
+)
+from harness import webui as _webui  # noqa: F401  (the web UI's LLM tab, at init)
 from harness.errors import ConfigError
+from harness.health import EXIT_GENERATOR_BOUND
 from harness.locust_csv import FinalCSV
 from harness.options import HarnessOptions, add_arguments
 from harness.runtime import attach
 from harness.target import resolve_target, start_simulator
 
-__all__ = ["EXIT_CONFIG", "EXIT_SLO_BREACH", "fail_start", "prepare"]
+__all__ = ["EXIT_CONFIG", "EXIT_GENERATOR_BOUND", "EXIT_SLO_BREACH", "fail_start", "prepare"]
 
 # Same code as argparse's usage errors, so every bad-configuration exit looks alike.
 EXIT_CONFIG = 2
@@ -56,7 +62,13 @@ def prepare(environment: Environment) -> None:
             environment.host = start_simulator(options.simulator_args)
         else:
             environment.host = target.url
-    attach(environment, options)
+    harness = attach(environment, options)
+    # Importing the SDK takes a second or more on a busy machine and blocks the event loop
+    # (a worker that blocks misses its heartbeats): pay it here, before any load.
+    if environment.host:
+        harness.transport(environment.host)
+    elif options.transport == "sdk":
+        importlib.import_module("harness.sdk_transport")
 
 
 @events.init_command_line_parser.add_listener
@@ -74,3 +86,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     except ConfigError as exc:
         fail_start(str(exc))
     FinalCSV.install(environment)
+
+
+# Load shapes, open-loop arrivals and the per-stage analysis register their own options and listeners.
+from harness import shapes as _shapes  # noqa: E402, F401  (imports harness.arrivals too)

@@ -21,7 +21,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from harness import events as llm_events
 from harness.artefacts import RequestsWriter, write_json_atomic
-from harness.errors import CallError
+from harness.errors import CallError, ConfigError
 from harness.measure import CANCELLED, PROTOCOL, CallMeasurement, CallRecord
 from harness.options import HarnessOptions
 from harness.request import MessageRequest
@@ -48,6 +48,7 @@ class Harness:
         self.stage_listeners: list[Callable[[str | None], None]] = []
         # Called at test stop before the summary (a master waits there for its workers' last records).
         self.before_summary: list[Callable[[], None]] = []
+        self.warmup = False  # set by a load shape while its stage warms up; stamped on each record
         self.slos: list[SLO] = []
         self.store = self._new_store()
         self.requests: RequestsWriter | None = None
@@ -112,6 +113,7 @@ class Harness:
             user_id=user_id,
             worker=self.worker_name,
             stage=self.stage,
+            warmup=self.warmup,
             t_scheduled=t_scheduled,
         )
         self._in_flight[measurement.call_id] = measurement
@@ -151,6 +153,7 @@ class Harness:
             self.requests.write(record)
 
     def _on_test_start(self, **_: Any) -> None:
+        self._refresh_options()
         self.store = self._new_store()
         self._run_started = time.monotonic()
         self._run_ended = None
@@ -162,6 +165,25 @@ class Harness:
             if self.requests is None:
                 self.requests = RequestsWriter(Path(self.options.report_dir or "."))
             self.requests.open()
+
+    def _refresh_options(self) -> None:
+        # The web UI's start form (and, on a worker, the master's spawn message) may have
+        # changed the options since the last run; each run uses the values it started with.
+        parsed = self.environment.parsed_options
+        if parsed is None:
+            return
+        try:
+            self.options = HarnessOptions.from_namespace(parsed)
+        except ConfigError as exc:
+            log.error("keeping the previous options: %s", exc)
+
+    @property
+    def in_flight_by_scenario(self) -> dict[str, int]:
+        """Calls in flight per scenario."""
+        counts: dict[str, int] = {}
+        for measurement in self._in_flight.values():
+            counts[measurement.scenario] = counts.get(measurement.scenario, 0) + 1
+        return counts
 
     def _on_test_stop(self, **_: Any) -> None:
         # Users killed without a chance to run their own handler still get their record.

@@ -27,6 +27,7 @@ from harness.measure import (
     CONNECTION,
     TIMEOUT,
     CallMeasurement,
+    error_detail,
     outcome_for_status,
     outcome_for_stream_error,
 )
@@ -101,15 +102,6 @@ def convert_event(event: Any) -> StreamEvent | None:
     return None
 
 
-def _error_detail(body: object) -> tuple[str, str]:
-    """(error.type, error.message) from an API error body, as far as it has them."""
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            return str(error.get("type") or "unknown_error"), str(error.get("message") or "")
-    return "unknown_error", str(body)[:200] if body else ""
-
-
 class SDKTransport:
     """Sends requests with one shared ``anthropic.Anthropic`` client."""
 
@@ -147,7 +139,7 @@ class SDKTransport:
             raise
         except anthropic.APIStatusError as exc:
             measurement.response(exc.status_code, exc.response.headers)
-            error_type, message = _error_detail(exc.body)
+            error_type, message = error_detail(exc.body)
             if exc.status_code == 200:
                 # The SDK raises a mid-stream `event: error` as a status-200 APIStatusError.
                 raise CallError(outcome_for_stream_error(error_type), message[:200]) from None

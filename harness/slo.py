@@ -27,7 +27,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.measure import CallRecord
 
-__all__ = ["SLO", "SLOResult", "call_meets", "evaluate", "parse_slo", "parse_slos"]
+__all__ = ["SLO", "SLOResult", "block_of", "call_meets", "check_scopes", "evaluate", "parse_slo", "parse_slos"]
 
 LATENCY = ("ttft", "first_text", "completion", "itl", "tpot")
 STATS = ("p50", "p90", "p95", "p99", "max", "mean")
@@ -184,7 +184,8 @@ def check_scopes(slos: Sequence[SLO], scenarios: Iterable[str]) -> None:
             )
 
 
-def _block(summary: Mapping[str, Any], slo: SLO) -> Mapping[str, Any] | None:
+def block_of(summary: Mapping[str, Any], slo: SLO) -> Mapping[str, Any] | None:
+    """The block of ``summary`` an SLO is measured on: overall, a scenario, a stage (``stages``)."""
     if slo.stage is not None:
         stage = summary.get("stages", {}).get(slo.stage)
         if stage is None:
@@ -199,7 +200,7 @@ def evaluate(slos: Sequence[SLO], summary: Mapping[str, Any]) -> list[SLOResult]
     """Each SLO against its block of ``summary``; an SLO with no samples is breached."""
     results = []
     for slo in slos:
-        block = _block(summary, slo)
+        block = block_of(summary, slo)
         measured = None if block is None else slo.measure(block)
         results.append(SLOResult(slo, measured, measured is not None and slo.holds(measured)))
     return results

@@ -52,7 +52,7 @@ class Transport(Protocol):
         ...
 
 
-TRANSPORTS = ("sdk",)
+TRANSPORTS = ("sdk", "fast")
 
 _cache: dict[tuple[str, TransportConfig], Transport] = {}
 
@@ -70,6 +70,10 @@ def get_transport(name: str, config: TransportConfig) -> Transport:
             from harness.sdk_transport import SDKTransport
 
             transport = SDKTransport(config)
+        elif name == "fast":
+            from harness.fast_transport import FastTransport
+
+            transport = FastTransport(config)
         else:
             raise ConfigError(f"unknown transport {name!r}; choose one of: {', '.join(TRANSPORTS)}")
         _cache[key] = transport

@@ -60,6 +60,14 @@ class AnthropicUser(User):
     params: ClassVar[Mapping[str, Any]] = {}
     scenario_name: ClassVar[str | None] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Locust hands a subclass its base classes' tasks too; the default call is only
+        # for scenarios that define no task of their own.
+        own = [t for t in cls.tasks if t is not AnthropicUser.call_once]
+        if own:
+            cls.tasks = own
+
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self.user_id = next(_user_ids)
@@ -81,8 +89,8 @@ class AnthropicUser(User):
             raise ConfigError(f'{where} has no model; set e.g. model = "claude-haiku-4-5"')
         if isinstance(cls.max_tokens, bool) or not isinstance(cls.max_tokens, int) or cls.max_tokens <= 0:
             raise ConfigError(f"{where}: max_tokens must be a positive integer, got {cls.max_tokens!r}")
-        has_tasks = any(t is not AnthropicUser.call_once for t in cls.tasks)
-        if cls.conversation is None and not has_tasks and not (cls.prompt and cls.prompt.strip()):
+        uses_default_task = AnthropicUser.call_once in cls.tasks
+        if uses_default_task and cls.conversation is None and not (cls.prompt and cls.prompt.strip()):
             raise ConfigError(f'{where} has an empty prompt; set prompt = "..." or conversation = [...]')
 
     def build_request(

@@ -43,7 +43,7 @@ def test_headless_run_against_the_embedded_simulator(tmp_path: Path) -> None:
         "-r",
         "4",
         "-t",
-        "4s",
+        "6s",
         "--report-dir",
         str(out),
         "--json-file",

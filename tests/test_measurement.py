@@ -129,3 +129,21 @@ def test_a_call_in_flight_at_stop_is_recorded_as_cancelled(scripted_url: str, tm
     assert run.env.stats.total.num_requests == 0
     summary = (tmp_path / "summary.json").read_text()
     assert '"cancelled": 3' in summary
+
+
+def test_a_scenario_with_its_own_task_does_not_also_run_the_default_call(scripted_url: str) -> None:
+    from locust import task
+
+    class TwoCalls(AnthropicUser):
+        model = "timed"
+
+        @task
+        def pair(self) -> None:
+            self.messages("first", name="first")
+            self.messages("second", name="second")
+
+    run = run_local([TwoCalls], scripted_url, seconds=1.2)
+    names = [r.scenario for r in run.records]
+    assert names[:2] == ["first", "second"]
+    assert "TwoCalls" not in names
+    TwoCalls.validate()  # no prompt needed when the scenario brings its own tasks

@@ -1,0 +1,242 @@
+"""Is the load generator the bottleneck? CPU per token and timing error, per transport.
+
+    python benchmarks/generator.py            # 10..2000 streams, every mode (~4-5 min)
+    python benchmarks/generator.py --quick    # 10, 100, 500 streams, shorter points (<1 min)
+    python benchmarks/generator.py --streams 100,500 --modes fast,floor --seconds 3
+
+The simulator runs pinned to one core with a ground-truth ``--trace`` (its own
+``time.monotonic()`` of every first and last delta written); each point runs one client
+process pinned to the other core, N concurrent streams of 50 deltas 20 ms apart, back to
+back. CLOCK_MONOTONIC is one clock for every process of a host, so joining the client's
+records with the trace by request-id gives how late the client stamped each delta.
+
+Modes (one client process each):
+
+* ``floor``    bare gevent sockets that only split lines and stamp the first delta
+* ``fast``     the harness (real Locust users, ``--transport fast``)
+* ``sdk``      the harness with ``--transport sdk``
+* ``sdk-bare`` the anthropic SDK's own loop under gevent, no harness: the SDK's cost alone
+
+Columns: content deltas/s received in the window, client CPU per delta (µs), event-loop
+lag p99 (a 50 ms timer's overshoot, as the health sampler measures it), RSS growth per
+stream, TTFT error (first-delta stamp minus the server's write time) and ITL error (error
+of the call's summed ITL: last-delta error minus first-delta error), p50/p99 in ms, and
+the health verdict of harness runs. Figures on a shared machine are noisy; see
+docs/performance.md for how to read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MODES = ("floor", "fast", "sdk", "sdk-bare")
+DELTAS = 50
+GAP_S = 0.020
+BASE_DELAY_S = 0.05
+MODEL = "claude-haiku-4-5"
+CLIENT_CORE, SERVER_CORE = 0, 1
+
+
+def simulator_config() -> dict[str, Any]:
+    """Every call: 50 deltas 20 ms apart after 50 ms, no jitter, no batch slowdown."""
+    return {
+        "all_models": {
+            "base_delay_s": BASE_DELAY_S,
+            "base_delay_jitter": 0.0,
+            "prefill_tokens_per_s": 1e12,
+            "decode_tokens_per_s": 1.0 / GAP_S,
+            "batch_slowdown": 0.0,
+            "max_batch": 1_000_000,
+            "step_jitter": 0.0,
+            "output_tokens_median": DELTAS,
+            "output_tokens_sigma": 0.0,
+            "output_tokens_min": DELTAS,
+            "output_tokens_max": DELTAS,
+        }
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# parent: start the simulator, run each point in a pinned child, join with the trace
+# ---------------------------------------------------------------------------------------
+
+
+def run_point(mode: str, url: str, streams: int, seconds: float, trace: Path) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--url",
+        url,
+        "--streams",
+        str(streams),
+        "--seconds",
+        str(seconds),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, cwd=ROOT, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"mode": mode, "streams": streams, "error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    time.sleep(0.3)  # let the simulator flush the last trace lines
+    result.update(timing_errors(result.pop("calls"), trace))
+    return result
+
+
+def timing_errors(calls: list[list[Any]], trace: Path) -> dict[str, Any]:
+    truth: dict[str, tuple[float, float]] = {}
+    with trace.open() as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("t_first_delta") is not None and row.get("t_last_delta") is not None:
+                truth[row["request_id"]] = (row["t_first_delta"], row["t_last_delta"])
+    ttft, itl = [], []
+    for request_id, first, last in calls:
+        server = truth.get(request_id)
+        if server is None:
+            continue
+        ttft.append(first - server[0])
+        itl.append((last - server[1]) - (first - server[0]))
+    return {"joined": len(ttft), "ttft_err_ms": _p50_p99(ttft), "itl_err_ms": _p50_p99(itl)}
+
+
+def _p50_p99(values: list[float]) -> list[float | None]:
+    from harness.summary import percentile
+
+    if not values:
+        return [None, None]
+    ordered = sorted(values)
+    return [round(percentile(ordered, 50) * 1000, 2), round(percentile(ordered, 99) * 1000, 2)]
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'mode':9} {'streams':>7} {'deltas/s':>9} {'CPU%':>5} {'µs/delta':>8} {'lag p99 ms':>10} "
+        f"{'KB/stream':>9} {'TTFT err p50/p99 ms':>20} {'ITL err p50/p99 ms':>19} {'calls':>6} verdict"
+    )
+    rows = [head, "-" * len(head)]
+    for r in results:
+        if "error" in r:
+            rows.append(f"{r['mode']:9} {r['streams']:>7}  failed: {r['error']}")
+            continue
+        ttft, itl = r["ttft_err_ms"], r["itl_err_ms"]
+        rows.append(
+            f"{r['mode']:9} {r['streams']:>7} {r['deltas_per_s']:>9.0f} {r['cpu_percent']:>5.0f} "
+            f"{r['cpu_us_per_delta']:>8.1f} {r['lag_p99_ms']:>10.1f} {r['rss_kb_per_stream']:>9.1f} "
+            f"{_pair(ttft):>20} {_pair(itl):>19} {r['joined']:>6} {r.get('verdict', '')}"
+        )
+    return "\n".join(rows)
+
+
+def _pair(pair: list[float | None]) -> str:
+    return "/".join("-" if v is None else f"{v:.1f}" for v in pair)
+
+
+def parent(args: argparse.Namespace) -> int:
+    from harness.simulator.launcher import SimulatorProcess
+
+    streams = (
+        [int(s) for s in args.streams.split(",")]
+        if args.streams
+        else ([10, 100, 500] if args.quick else [10, 100, 500, 1000, 2000])
+    )
+    modes = args.modes.split(",") if args.modes else list(MODES)
+    seconds = args.seconds or (2.0 if args.quick else 4.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "sim.json"
+        config.write_text(json.dumps(simulator_config()))
+        trace = Path(tmp) / "trace.jsonl"
+        sim = SimulatorProcess(["--config", str(config), "--trace", str(trace)])
+        url = sim.start()
+        try:
+            assert sim.proc is not None
+            os.sched_setaffinity(sim.proc.pid, {SERVER_CORE})
+            load = os.getloadavg()
+            print(
+                f"simulator on core {SERVER_CORE}, clients on core {CLIENT_CORE}; load average {load[0]:.1f}",
+                flush=True,
+            )
+            results = []
+            for n in streams:
+                for mode in modes:
+                    trace.write_text("")
+                    r = run_point(mode, url, n, seconds, trace)
+                    results.append(r)
+                    print(table([r]).splitlines()[-1], flush=True)
+        finally:
+            sim.stop()
+    print()
+    print(
+        f"{DELTAS} deltas {GAP_S * 1000:.0f} ms apart per call; {seconds:g} s measured per point; "
+        f"load average now {os.getloadavg()[0]:.1f} (2 cores)"
+    )
+    print(table(results))
+    overhead = _sdk_overhead(results)
+    if overhead:
+        print(overhead)
+    return 0
+
+
+def _sdk_overhead(results: list[dict[str, Any]]) -> str:
+    by = {(r["mode"], r["streams"]): r for r in results if "error" not in r}
+    lines = []
+    for (mode, n), r in sorted(by.items(), key=lambda kv: kv[0][1]):
+        mine = r["cpu_us_per_delta"]
+        if mode == "sdk" and ("sdk-bare", n) in by:
+            bare = by[("sdk-bare", n)]["cpu_us_per_delta"]
+            lines.append(
+                f"  {n} streams: sdk {mine:.1f} µs/delta vs bare SDK {bare:.1f} -> {100 * (mine / bare - 1):+.0f}%"
+            )
+        if mode == "fast" and ("floor", n) in by:
+            floor = by[("floor", n)]["cpu_us_per_delta"]
+            lines.append(f"  {n} streams: fast {mine:.1f} µs/delta = {mine / floor:.2f}x the floor's {floor:.1f}")
+    return "harness overhead:\n" + "\n".join(lines) if lines else ""
+
+
+# ---------------------------------------------------------------------------------------
+# child: one mode, N streams, pinned to the client core
+# ---------------------------------------------------------------------------------------
+
+
+def child(args: argparse.Namespace) -> int:
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    from gevent import monkey
+
+    monkey.patch_all()
+    from benchmarks import _clients
+
+    result = _clients.run(args.child, args.url, int(args.streams), args.seconds, model=MODEL, max_tokens=DELTAS)
+    print(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10, 100 and 500 streams, 2 s per point")
+    parser.add_argument("--streams", help="comma-separated stream counts, e.g. 100,500")
+    parser.add_argument("--modes", help=f"comma-separated modes out of {','.join(MODES)}")
+    parser.add_argument("--seconds", type=float, help="measured seconds per point (default 4, --quick 2)")
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args)
+    if args.modes and not set(args.modes.split(",")) <= set(MODES):
+        parser.error(f"--modes: choose from {','.join(MODES)}")
+    return parent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""``--transport fast`` against the SDK path: same scripted streams, same records, same faults.
+
+Also the lean SSE decoder (``sse.StreamEventDecoder``) against the full one on bytes:
+for any split of any stream it must give the events ``SSEDecoder`` + ``parse_event`` give.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness import AnthropicUser, CallRecord, HarnessOptions
+from harness.errors import ProtocolError
+from harness.sse import StreamEventDecoder, iter_stream_events
+
+from .locust_runs import run_local
+from .test_sse import EXPECTED, TRANSCRIPT
+
+
+def scenario(model: str, *, stream: bool = True) -> type[AnthropicUser]:
+    return type(
+        f"F_{model}",
+        (AnthropicUser,),
+        {"model": model, "prompt": "hi", "max_tokens": 64, "stream": stream, "__module__": __name__},
+    )
+
+
+def lean(chunks: list[bytes]) -> list[object]:
+    decoder = StreamEventDecoder()
+    out: list[object] = []
+    for chunk in chunks:
+        out += decoder.feed(chunk)
+    return out + decoder.flush()
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+# -- the lean decoder ------------------------------------------------------------------------
+
+
+@given(st.lists(st.integers(min_value=0), max_size=12))
+def test_lean_decoder_equals_the_full_parser_for_any_split(cuts: list[int]) -> None:
+    for data in (TRANSCRIPT, TRANSCRIPT.replace(b"\n", b"\r\n"), TRANSCRIPT.replace(b"\n", b"\r")):
+        assert lean(split(data, cuts)) == EXPECTED
+
+
+def _delta_event(index: int, kind: str, payload: str, *, compact: bool) -> bytes:
+    field = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}[kind]
+    doc = {"type": "content_block_delta", "index": index, "delta": {"type": kind, field: payload}}
+    data = json.dumps(doc, separators=(",", ":") if compact else None, ensure_ascii=False)
+    return f"event: content_block_delta\ndata: {data}\n\n".encode()
+
+
+@settings(max_examples=200)
+@given(
+    st.integers(min_value=0, max_value=10**6),
+    st.sampled_from(["text_delta", "thinking_delta", "input_json_delta"]),
+    st.text(),
+    st.booleans(),
+    st.lists(st.integers(min_value=0), max_size=4),
+)
+def test_the_compact_delta_shortcut_gives_what_json_gives(
+    index: int, kind: str, payload: str, compact: bool, cuts: list[int]
+) -> None:
+    data = _delta_event(index, kind, payload, compact=compact)
+    assert lean(split(data, cuts)) == list(iter_stream_events([data]))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta"\n\n',
+        b"event: message_start\ndata: {not json\n\n",
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"\xff"}}\n\n',
+    ],
+)
+def test_broken_events_are_protocol_errors_on_both_paths(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        list(iter_stream_events([data]))
+    with pytest.raises(ProtocolError):
+        lean([data])
+
+
+# -- both transports against the scripted server ---------------------------------------------------
+
+TIMING = {"t_scheduled", "t_start", "t_message_start", "t_first_token", "t_first_text", "t_last_token", "t_end"}
+DURATIONS = {"queue_s", "ttft_s", "first_text_s", "completion_s", "tpot_s", "output_tps"}
+PER_CALL = {"call_id", "timestamp", "user_id", "error_message"}
+
+
+def first_record(url: str, model: str, transport: str, *, stream: bool = True, timeout: float = 60.0) -> CallRecord:
+    run = run_local(
+        [scenario(model, stream=stream)],
+        url,
+        seconds=0.6,
+        options=HarnessOptions(transport=transport, request_timeout=timeout),
+    )
+    finished = [r for r in run.records if r.outcome != "cancelled"]
+    assert finished, run.records
+    return finished[0]
+
+
+@pytest.mark.parametrize(
+    ("model", "stream"), [("timed", True), ("thinking", True), ("no_usage", True), ("whole", False)]
+)
+def test_both_transports_give_the_same_record_field_by_field(scripted_url: str, model: str, stream: bool) -> None:
+    sdk = first_record(scripted_url, model, "sdk", stream=stream).to_dict()
+    fast = first_record(scripted_url, model, "fast", stream=stream).to_dict()
+    for name in sdk.keys() - TIMING - DURATIONS - PER_CALL - {"itl_s"}:
+        assert fast[name] == sdk[name], name
+    for name in TIMING | DURATIONS:
+        assert (fast[name] is None) == (sdk[name] is None), name
+    for name in ("ttft_s", "first_text_s", "completion_s"):
+        if sdk[name] is not None:
+            # The scripted steps are 100-200 ms; a different definition would be off by a whole step.
+            assert fast[name] == pytest.approx(sdk[name], abs=0.06), name
+    assert len(fast["itl_s"]) == len(sdk["itl_s"])
+    if sdk["itl_s"]:
+        mean = sum(sdk["itl_s"]) / len(sdk["itl_s"])
+        assert sum(fast["itl_s"]) / len(fast["itl_s"]) == pytest.approx(mean, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "model", ["http_429", "http_529", "http_500", "midstream", "drop", "malformed", "no_stop", "out_of_order"]
+)
+def test_both_transports_classify_every_fault_the_same_way(scripted_url: str, model: str) -> None:
+    sdk = first_record(scripted_url, model, "sdk")
+    fast = first_record(scripted_url, model, "fast")
+    assert fast.outcome == sdk.outcome != "ok"
+    assert (fast.http_status, fast.request_id, fast.retry_after_s) == (
+        sdk.http_status,
+        sdk.request_id,
+        sdk.retry_after_s,
+    )
+    if sdk.outcome.startswith(("http_", "stream_")):
+        assert fast.error_message == sdk.error_message
+
+
+def test_a_stalled_stream_is_a_timeout_and_a_closed_port_a_connection_failure(scripted_url: str) -> None:
+    stalled = first_record(scripted_url, "stall", "fast", timeout=0.3)
+    assert stalled.outcome == "timeout" and 0.3 <= stalled.completion_s < 1.5
+    refused = first_record("http://127.0.0.1:9", "timed", "fast")
+    assert refused.outcome == "connection"
+
+
+def test_a_stopped_run_cancels_fast_calls_in_flight(scripted_url: str) -> None:
+    run = run_local([scenario("stall")], scripted_url, users=3, seconds=0.5, options=HarnessOptions(transport="fast"))
+    assert [r.outcome for r in run.records] == ["cancelled"] * 3

@@ -1,0 +1,97 @@
+"""Generator health: a blocked event loop marks the run generator-bound; a comfortable one does not."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust.env import Environment
+
+from harness import AnthropicUser, HarnessOptions, attach
+from harness.health import GENERATOR_BOUND, HealthOptions, LagHistogram, install
+
+from .test_cli import ROOT, locust
+
+
+class Timed(AnthropicUser):
+    model = "timed"
+    prompt = "hi"
+    max_tokens = 64
+
+
+def run_with_health(url: str, seconds: float, options: HealthOptions, busy: float = 0.0) -> dict[str, Any]:
+    env = Environment(user_classes=[Timed], host=url)
+    env.create_local_runner()
+    harness = attach(env, HarnessOptions(transport="fast"))
+    harness.transport(url)
+    install(env, options)
+    assert env.runner is not None
+    env.runner.start(2, spawn_rate=100)
+    if busy:
+        gevent.sleep(0.3)  # calls are in flight now
+
+        def hog() -> None:
+            end = time.monotonic() + busy
+            while time.monotonic() < end:  # a CPU-bound greenlet that never yields
+                pass
+
+        gevent.spawn(hog).join()
+    gevent.sleep(seconds)
+    env.runner.quit()
+    assert harness.last_summary is not None
+    generator: dict[str, Any] = harness.last_summary["generator"]
+    return generator
+
+
+def test_a_greenlet_that_busy_waits_marks_the_run_generator_bound(scripted_url: str) -> None:
+    generator = run_with_health(scripted_url, 1.2, HealthOptions(max_lag_ms=50), busy=0.4)
+    assert generator["generator_bound"] is True
+    assert generator["message"] == GENERATOR_BOUND
+    assert "event-loop lag p99" in generator["reasons"][0] and "processes" in generator["advice"]
+    local = generator["processes"]["local"]
+    assert local["loop_lag_s"]["max"] >= 0.35
+
+
+def test_a_comfortable_run_stays_quiet_and_keeps_a_time_series(scripted_url: str) -> None:
+    generator = run_with_health(scripted_url, 2.3, HealthOptions(max_lag_ms=50))
+    assert generator["generator_bound"] is False, generator["reasons"]
+    assert generator["reasons"] == [] and generator["advice"] is None
+    local = generator["processes"]["local"]
+    series = local["series"]
+    assert len(series["t_s"]) >= 2 and set(series) >= {"loop_lag_max_s", "cpu_percent", "in_flight", "rss_bytes"}
+    assert max(series["in_flight"]) == 2 == local["in_flight_max"]
+    assert local["probes"] >= 20 and local["cpu_percent"]["mean"] < 90
+
+
+def test_lag_histogram_percentiles() -> None:
+    lag = LagHistogram()
+    for value in [0.0002] * 98 + [0.05, 3.0]:
+        lag.add(value)
+    p50, p99 = lag.percentile(50), lag.percentile(99)
+    assert p50 is not None and 0.0002 <= p50 <= 0.0003 + 1e-12  # a bucket edge next to the sample
+    assert p99 is not None and 0.05 <= p99 <= 0.0501 + 1e-12
+    assert lag.percentile(100) == 3.0 and lag.max_s == 3.0
+    assert LagHistogram().percentile(99) is None
+
+
+def test_fail_on_generator_bound_exits_4_with_one_warning_line_last(tmp_path: Path) -> None:
+    # A threshold no real loop meets (1 µs) makes the verdict certain without overloading the machine.
+    result = locust(
+        "-f", str(ROOT / "locustfile.py"), "--headless", "-u", "2", "-r", "2", "-t", "3s",
+        "--report-dir", str(tmp_path), "--transport", "fast",
+        "--generator-max-lag-ms", "0.001", "--fail-on-generator-bound",
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"WARNING: {GENERATOR_BOUND}") and "--processes" in last
+    assert sum(GENERATOR_BOUND in line for line in result.stderr.splitlines()) == 1
+    summary = (tmp_path / "summary.json").read_text()
+    assert '"generator-bound"' in summary
+
+
+def test_bad_thresholds_stop_the_run_with_one_line() -> None:
+    result = locust("-f", str(ROOT / "locustfile.py"), "--headless", "-t", "1s", "--generator-max-cpu", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("locust: error: --generator-max-lag-ms")

@@ -77,6 +77,16 @@ def _next_call_id() -> str:
     return f"{_PID}-{next(_call_ids)}"
 
 
+def _reset_call_ids() -> None:
+    # Workers forked by --processes import this module in the parent: give each its own ids.
+    global _PID, _call_ids
+    _PID = os.getpid()
+    _call_ids = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reset_call_ids)
+
+
 @dataclass(slots=True)
 class CallRecord:
     """Everything measured about one call; one line of ``requests.jsonl``.

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gevent
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from harness import events as llm_events
 from harness.artefacts import RequestsWriter, write_json_atomic
@@ -42,7 +43,11 @@ class Harness:
     def __init__(self, environment: Environment, options: HarnessOptions) -> None:
         self.environment = environment
         self.options = options
-        self.stage: str | None = None
+        self._stage: str | None = None
+        # Called with each new stage label (a master forwards it to its workers).
+        self.stage_listeners: list[Callable[[str | None], None]] = []
+        # Called at test stop before the summary (a master waits there for its workers' last records).
+        self.before_summary: list[Callable[[], None]] = []
         self.warmup = False  # set by a load shape while its stage warms up; stamped on each record
         self.slos: list[SLO] = []
         self.store = self._new_store()
@@ -59,6 +64,17 @@ class Harness:
 
     def _new_store(self) -> SampleStore:
         return SampleStore(good=lambda record: call_meets(record, self.slos))
+
+    @property
+    def stage(self) -> str | None:
+        """The label stamped on each call that starts from now on."""
+        return self._stage
+
+    @stage.setter
+    def stage(self, value: str | None) -> None:
+        self._stage = value
+        for listener in self.stage_listeners:
+            listener(value)
 
     # -- calls ----------------------------------------------------------------------
 
@@ -141,8 +157,9 @@ class Harness:
         self.store = self._new_store()
         self._run_started = time.monotonic()
         self._run_ended = None
-        if self.environment.host:
+        if self.environment.host and not isinstance(self.environment.runner, MasterRunner):
             # Build the shared client now, so its ~1 s first import is not charged to a call.
+            # (A master makes no calls: blocking it here would delay every worker's spawn.)
             self.transport(self.environment.host)
         if self.writes_artefacts:
             if self.requests is None:
@@ -173,6 +190,8 @@ class Harness:
         for measurement in list(self._in_flight.values()):
             self._cancel(measurement, "run stopped mid-call")
         self._run_ended = time.monotonic()
+        for hook in self.before_summary:
+            hook()
         self.last_summary = self.summary()
         self.environment.events.llm_summary.fire(  # type: ignore[attr-defined]
             summary=self.last_summary, harness=self, environment=self.environment

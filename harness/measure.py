@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import CallError, ProtocolError
+from harness.ratelimits import ratelimit_headers
 from harness.sse import (
     CONTENT_DELTA_TYPES,
     ContentBlockDelta,
@@ -106,6 +107,9 @@ class CallRecord:
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    attempt: int = 1
+    retry_of: str | None = None
+    ratelimit: dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -133,6 +137,8 @@ class CallMeasurement:
         worker: str | None = None,
         stage: str | None = None,
         t_scheduled: float | None = None,
+        attempt: int = 1,
+        retry_of: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
@@ -148,6 +154,8 @@ class CallMeasurement:
             stage=stage,
             timestamp=time.time(),
             t_start=now,
+            attempt=attempt,
+            retry_of=retry_of,
         )
         self._t_begin = now
         self._open_loop = t_scheduled is not None
@@ -180,6 +188,7 @@ class CallMeasurement:
                 self._record.retry_after_s = float(retry_after)
             except ValueError:
                 self._record.retry_after_s = None
+        self._record.ratelimit = ratelimit_headers(headers)
 
     def event(self, event: StreamEvent, t: float | None = None) -> None:
         """One typed stream event, stamped now; raises CallError to end the call."""

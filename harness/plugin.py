@@ -73,3 +73,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
     except ConfigError as exc:
         fail_start(str(exc))
     FinalCSV.install(environment)
+
+
+# Reliability and safety: their options and init listeners, after the plugin's own (order matters).
+from harness import ratelimits, retries, safety, shutdown, spend  # noqa: E402, F401
+
+events.init.add_listener(lambda environment, **_: ratelimits.install(environment))

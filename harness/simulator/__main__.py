@@ -8,61 +8,121 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Sequence
 
 from .config import SimulatorConfig, apply_file, load_config_file
+from .faults import FAULT_HEADER
+from .ratelimit import TIERS
 from .server import Simulator
+
+FAULT_HELP = {
+    "overloaded": "answer 529 overloaded_error",
+    "api_error": "answer 500 api_error",
+    "rate_limit": "answer 429 rate_limit_error with retry-after",
+    "stream_error": "end a stream with event: error (overloaded_error) after some deltas",
+    "drop": "close the connection mid-response",
+    "stall": "send nothing for --stall-seconds partway through a response",
+    "slow_headers": "delay the response head by --slow-headers-seconds",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness.simulator",
         description=(
-            "Anthropic Messages API simulator for load tests: POST /v1/messages (streaming and not) and "
-            "/v1/messages/count_tokens with a seeded latency model. Model profiles are illustrative, not "
-            "measurements of the real service. Precedence: defaults < --config FILE < flags."
+            "Anthropic Messages API simulator for load tests: POST /v1/messages (streaming and not), "
+            "/v1/messages/count_tokens and GET /v1/models, with a seeded latency model, rate limits and "
+            "fault injection. Model profiles (claude-haiku-4-5, claude-sonnet-4-5, claude-opus-4-5) are "
+            "illustrative, not measurements of the real service. Precedence: built-in defaults < --config "
+            "FILE < flags. Prints 'harness simulator listening on http://HOST:PORT' once ready; stops on "
+            "SIGTERM/SIGINT."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free port (printed)")
-    p.add_argument("--seed", type=int, default=None, help="seed for all jitter and output lengths (default 0)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port to listen on; 0 (default) picks a free one")
+    p.add_argument("--seed", type=int, default=None, help="seed for jitter, lengths and faults (default 0)")
     p.add_argument(
         "--ttft",
         type=float,
         default=None,
         metavar="SECONDS",
-        help="base delay before the first token for every model (overrides profiles' "
-        "base_delay_s; queueing and prefill add to it)",
+        help="base delay before the first token, for every model (sets base_delay_s; jitter, "
+        "queueing and prefill add to it). Haiku's default is 0.25",
     )
     p.add_argument(
         "--tps",
         type=float,
         default=None,
         metavar="TOKENS_PER_S",
-        help="per-stream decode rate of a stream alone in the batch, for every model "
-        "(overrides profiles' decode_tokens_per_s)",
+        help="decode rate of a stream alone in the batch, for every model (sets "
+        "decode_tokens_per_s; it falls as the batch fills). Haiku's default is 170",
     )
     p.add_argument(
         "--max-batch",
         type=int,
         default=None,
         metavar="N",
-        help="requests decoded concurrently per model before they queue (overrides max_batch)",
+        help="requests decoded at once per model; more wait in a queue (sets max_batch)",
     )
     p.add_argument(
         "--config",
         default=None,
         metavar="FILE",
-        help="JSON or TOML file with profiles, rate limits and faults (see docs/simulator.md)",
+        help="JSON or TOML file: profiles, rate limits, faults and schedules (docs/simulator.md)",
     )
     p.add_argument(
         "--trace",
         default=None,
         metavar="FILE",
-        help="append one JSON line per request with server-side monotonic timestamps",
+        help="append one JSON line per request with server-side time.monotonic() timestamps",
+    )
+    p.add_argument(
+        "--require-key",
+        default=None,
+        metavar="KEY",
+        help="accept only this API key (x-api-key or Authorization: Bearer); others get 401 "
+        "authentication_error. Default: any key, or none, is accepted",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="larger request bodies get 413 request_too_large (default 32 MiB, like the API)",
+    )
+    rl = p.add_argument_group("rate limits (per API key, off by default)")
+    rl.add_argument(
+        "--rate-limit-tier",
+        default=None,
+        choices=sorted(TIERS),
+        help="illustrative per-minute limits shaped like Anthropic's usage tiers",
+    )
+    rl.add_argument("--rpm", type=int, default=None, help="requests per minute (overrides the tier)")
+    rl.add_argument("--itpm", type=int, default=None, help="input tokens per minute (overrides the tier)")
+    rl.add_argument("--otpm", type=int, default=None, help="output tokens per minute (overrides the tier)")
+    f = p.add_argument_group(
+        "faults (probability per request, 0-1, off by default; schedules need --config; a request can "
+        f"also ask for one with the header '{FAULT_HEADER}: NAME')"
+    )
+    for name, what in FAULT_HELP.items():
+        f.add_argument(f"--fault-{name.replace('_', '-')}", type=float, default=None, metavar="RATE", help=what)
+    f.add_argument("--stall-seconds", type=float, default=None, metavar="S", help="length of a stall fault (default 5)")
+    f.add_argument(
+        "--slow-headers-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="extra delay of a slow_headers fault (default 3)",
+    )
+    f.add_argument(
+        "--retry-after",
+        type=float,
+        default=None,
+        metavar="S",
+        help="retry-after seconds sent with the rate_limit fault (default 5)",
     )
     return p
 
@@ -75,6 +135,28 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         config.seed = args.seed
     if args.trace is not None:
         config.trace = args.trace
+    if args.require_key is not None:
+        config.require_key = args.require_key
+    if args.max_body_bytes is not None:
+        config.max_body_bytes = args.max_body_bytes
+    limits = {
+        "tier": args.rate_limit_tier,
+        "requests_per_minute": args.rpm,
+        "input_tokens_per_minute": args.itpm,
+        "output_tokens_per_minute": args.otpm,
+    }
+    config.rate_limits.update({k: v for k, v in limits.items() if v is not None})
+    for name in FAULT_HELP:
+        rate = getattr(args, f"fault_{name}")
+        if rate is not None:
+            config.faults[name] = rate
+    for flag, key in (
+        ("stall_seconds", "stall_s"),
+        ("slow_headers_seconds", "slow_headers_s"),
+        ("retry_after", "retry_after_s"),
+    ):
+        if getattr(args, flag) is not None:
+            config.faults[key] = getattr(args, flag)
     overrides = {"base_delay_s": args.ttft, "decode_tokens_per_s": args.tps, "max_batch": args.max_batch}
     config.all_models.update({k: v for k, v in overrides.items() if v is not None})
     # A flag must win over a per-model value from the file too.
@@ -86,6 +168,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 async def serve(config: SimulatorConfig) -> None:
     sim = Simulator(config)
     host, port = await sim.start()
+    # Everything allocated so far lives for the whole run: keep it out of every garbage collection.
+    gc.freeze()
     print(f"harness simulator listening on http://{host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -27,6 +27,8 @@ class SimulatorProcess:
         self.host = host
         self.port = port
         self.url: str | None = None
+        # time.monotonic() when the listening line was read: fault schedules count from about then.
+        self.started_at: float | None = None
         self.proc: subprocess.Popen[str] | None = None
         self._stderr_tail: deque[str] = deque(maxlen=50)
         self._stderr_thread: threading.Thread | None = None
@@ -61,10 +63,17 @@ class SimulatorProcess:
             reader.join(0.02)
         line = line_box[0] if line_box else ""
         if not line.startswith(READY_PREFIX):
-            why = "exited" if self.proc.poll() is not None else f"did not report listening within {timeout}s"
+            if line_box and not line:  # EOF on stdout: the child is exiting; let it finish
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(5.0)
+            if self.proc.poll() is not None:
+                why = f"exited with code {self.proc.returncode}"
+            else:
+                why = f"did not report listening within {timeout}s"
             self.stop()
             raise RuntimeError(f"simulator {why}; stderr tail:\n{self.stderr_tail()}")
         self.url = line[len(READY_PREFIX) :].strip()
+        self.started_at = time.monotonic()
         return self.url
 
     def _drain_stderr(self) -> None:

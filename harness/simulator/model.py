@@ -18,12 +18,11 @@ as Anthropic's models overview describes them; they are not measurements of the 
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 from collections import deque
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,42 +169,43 @@ def sample_base_delay(profile: ModelProfile, rng: random.Random) -> float:
     return profile.base_delay_s * rng.lognormvariate(0.0, profile.base_delay_jitter)
 
 
+class Waiter(Protocol):
+    abandoned: bool
+
+    def on_slot(self) -> None:
+        """Called when the engine hands this request a batch slot."""
+
+
 class Engine:
     """One model's batch: at most max_batch admitted requests; the rest wait FIFO for a slot.
 
-    `active` is the n of the latency model. A slot is handed directly to the oldest waiter on release so a
-    newcomer cannot overtake the queue.
+    `active` is the n of the latency model. Callback-based rather than a Future per waiter because a
+    queued request must cost as few objects as possible. A slot is handed directly to the oldest waiter on
+    release, so a newcomer cannot overtake the queue; waiters whose client has gone are skipped.
     """
 
     def __init__(self, profile: ModelProfile) -> None:
         self.profile = profile
         self.active = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[Waiter] = deque()
 
     @property
     def queued(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self) -> None:
+    def acquire(self, waiter: Waiter) -> bool:
+        """True if admitted now; otherwise queued, and `waiter.on_slot()` is called later."""
         if self.active < self.profile.max_batch and not self._waiters:
             self.active += 1
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # the slot was handed over just as we were cancelled: pass it on
-            else:
-                self._waiters.remove(fut)
-            raise
+            return True
+        self._waiters.append(waiter)
+        return False
 
     def release(self) -> None:
         while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)  # the slot moves to the waiter; `active` is unchanged
+            waiter = self._waiters.popleft()
+            if not waiter.abandoned:
+                waiter.on_slot()  # the slot moves to the waiter; `active` is unchanged
                 return
         self.active -= 1
 

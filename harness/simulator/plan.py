@@ -73,16 +73,16 @@ def _rand_id(rng: random.Random, prefix: str) -> str:
     return prefix + "".join(rng.choice(alphabet) for _ in range(24))
 
 
-def _words(rng: random.Random, n: int, first_capital: bool = True) -> list[str]:
-    out: list[str] = []
-    for i in range(n):
-        word = rng.choice(VOCABULARY)
-        if i == 0:
-            out.append(word.capitalize() if first_capital else word)
-        else:
-            out.append(" " + word)
-        if i % 12 == 11:
-            out[-1] += "."
+_SPACED = tuple(" " + w for w in VOCABULARY)
+
+
+def _words(rng: random.Random, n: int) -> list[str]:
+    """n tokens of text: words with their leading space, a capital first word, a period every 12."""
+    out = rng.choices(_SPACED, k=n)  # one call: this runs for every request, hundreds of tokens each
+    if out:
+        out[0] = out[0][1:].capitalize()
+    for i in range(11, n, 12):
+        out[i] += "."
     return out
 
 

@@ -16,8 +16,10 @@ import asyncio
 import heapq
 import itertools
 import time
+import traceback
 from typing import Protocol
 
+MAX_BATCH_S = 0.005  # longest run of writes before I/O gets a turn
 LAG_BUCKET_S = 0.0001  # 100 us resolution
 LAG_BUCKETS = 10_000  # up to 1 s; anything later lands in the last bucket
 
@@ -25,6 +27,9 @@ LAG_BUCKETS = 10_000  # up to 1 s; anything later lands in the last bucket
 class Ticker(Protocol):
     def tick(self, now: float, due: float) -> float | None:
         """Write what is due at `due` (it is now `now`); return the next due time, or None when finished."""
+
+    def crash(self, exc: BaseException) -> None:
+        """`tick` raised: clean up (free resources, close the connection); the ticker is dropped."""
 
 
 class LagHistogram:
@@ -87,21 +92,30 @@ class Scheduler:
         self._timer_when = float("inf")
         heap = self._heap
         pop, push, mono, lag_add, seq = heapq.heappop, heapq.heappush, time.monotonic, self.lag.add, self._seq
-        now = mono()
-        # Serve everything due now; the epoll timeout is rounded to whole milliseconds, so items due
-        # within the next half millisecond are served in this batch rather than one late wake-up later.
-        horizon = now + 0.0005
+        start = mono()
+        # Serve what is due now. The epoll timeout is rounded to whole milliseconds, so items due within
+        # the next half millisecond are served in this batch rather than one late wake-up later. The
+        # horizon is fixed and the batch bounded in time so that, when the loop falls behind, it still
+        # returns to the event loop between batches: otherwise it would never read a request, see a
+        # closed connection or answer the stats endpoint again.
+        horizon = start + 0.0005
+        deadline = start + MAX_BATCH_S
         n = 0
         while heap and heap[0][0] <= horizon:
             due, _, ticker = pop(heap)
             now = mono()
             lag_add(now - due)
-            nxt = ticker.tick(now, due)
+            try:
+                nxt = ticker.tick(now, due)
+            except Exception as exc:  # one broken stream must not stop the loop that serves all of them
+                traceback.print_exc()
+                nxt = None
+                ticker.crash(exc)
             n += 1
             if nxt is not None:
                 push(heap, (nxt, next(seq), ticker))
-            if n & 63 == 0:
-                horizon = mono() + 0.0005
+            if now > deadline:
+                break
         self.ticks += n
         if heap:
             self._arm(heap[0][0])

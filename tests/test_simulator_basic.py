@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -138,3 +142,16 @@ def test_launcher_reports_failure() -> None:
     sim = SimulatorProcess(["--config", "/nonexistent/file.json"])
     with pytest.raises(RuntimeError, match="exited"):
         sim.start(timeout=10)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly(sig: signal.Signals) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "harness.simulator"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert re.fullmatch(r"harness simulator listening on http://127\.0\.0\.1:\d+\n", line)
+        proc.send_signal(sig)  # at once: the handlers must already be in place
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.wait()

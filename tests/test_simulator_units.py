@@ -250,6 +250,9 @@ def test_scheduler_yields_to_io_when_behind() -> None:
             self.done_at = 0.0
 
         def tick(self, now: float, due: float) -> float | None:
+            if not io_at and not pending:
+                # What the event loop does for a read or a connection_lost: a callback via call_soon.
+                pending.append(asyncio.get_running_loop().call_soon(lambda: io_at.append(time.monotonic())))
             time.sleep(0.001)  # a write that takes a millisecond: the loop is behind
             self.done_at = time.monotonic()
             return None
@@ -257,18 +260,20 @@ def test_scheduler_yields_to_io_when_behind() -> None:
         def crash(self, exc: BaseException) -> None:
             raise AssertionError("not expected")
 
+    io_at: list[float] = []
+    pending: list[asyncio.Handle] = []
+
     async def run() -> tuple[float, list[Slow]]:
         sched = Scheduler()
         tickers = [Slow() for _ in range(40)]
         now = time.monotonic()
         for t in tickers:
             sched.add(now, t)
-        io_at: list[float] = []
-        asyncio.get_running_loop().call_later(0.0005, lambda: io_at.append(time.monotonic()))
         await asyncio.sleep(0.2)
         return io_at[0], tickers
 
     io_at, tickers = asyncio.run(run())
-    finished = sorted(t.done_at for t in tickers)
-    # Other callbacks (reads, connection_lost) get a turn long before 40 ms of overdue writes are done.
-    assert io_at < finished[-1] and io_at - finished[0] < MAX_BATCH_S + 0.01
+    # Other callbacks (reads, connection_lost) get a turn long before 40 ms of overdue writes are done:
+    # after one batch of about MAX_BATCH_S of them.
+    served_before_io = sum(t.done_at < io_at for t in tickers)
+    assert 1 <= served_before_io <= MAX_BATCH_S / 0.001 + 3

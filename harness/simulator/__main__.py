@@ -166,15 +166,16 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 
 
 async def serve(config: SimulatorConfig) -> None:
+    # Handlers first: whoever saw the listening line may signal at once, and must get a clean stop.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     sim = Simulator(config)
     host, port = await sim.start()
     # Everything allocated so far lives for the whole run: keep it out of every garbage collection.
     gc.freeze()
     print(f"harness simulator listening on http://{host}:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await sim.close()
 
@@ -187,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"harness simulator: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were installed: still a requested stop
+        return 0
     return 0
 
 

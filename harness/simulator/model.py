@@ -187,6 +187,8 @@ class Engine:
     def __init__(self, profile: ModelProfile) -> None:
         self.profile = profile
         self.active = 0
+        # step_time(active), kept current on every change: the send loop reads it once per token.
+        self.step = profile.step_time(0)
         self._waiters: deque[Waiter] = deque()
 
     @property
@@ -197,6 +199,7 @@ class Engine:
         """True if admitted now; otherwise queued, and `waiter.on_slot()` is called later."""
         if self.active < self.profile.max_batch and not self._waiters:
             self.active += 1
+            self.step = self.profile.step_time(self.active)
             return True
         self._waiters.append(waiter)
         return False
@@ -208,6 +211,7 @@ class Engine:
                 waiter.on_slot()  # the slot moves to the waiter; `active` is unchanged
                 return
         self.active -= 1
+        self.step = self.profile.step_time(self.active)
 
     def step_time(self) -> float:
-        return self.profile.step_time(self.active)
+        return self.step

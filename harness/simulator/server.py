@@ -161,6 +161,7 @@ class Call:
         "stream",
         "t_queue",
         "timer",
+        "transport",
         "usage",
     )
 
@@ -181,6 +182,8 @@ class Call:
     ) -> None:
         self.sim = sim
         self.conn = conn
+        assert conn.transport is not None  # requests only arrive on connected transports
+        self.transport = conn.transport
         self.keep_alive = req.keep_alive
         self.rid = rid
         self.record = record
@@ -279,7 +282,9 @@ class Call:
             return None
         items = self.items
         if items is not None:
-            self.conn.write(items[i])
+            transport = self.transport
+            if not transport.is_closing():  # the peer is gone; connection_lost will follow
+                transport.write(items[i])
             if i == 0:
                 self.record.t_first_delta = now
         i += 1
@@ -292,7 +297,7 @@ class Call:
             self.record.status = 200
             self._end(_mono(), "ok", release=True)
             return None
-        gap = self.engine.step_time() * (1.0 + self.jitter * (2.0 * self.rand() - 1.0))
+        gap = self.engine.step * (1.0 + self.jitter * (2.0 * self.rand() - 1.0))
         if i == self.fault_at:  # only a stall gets here
             gap += self.sim.faults.config.stall_s
         return due + gap

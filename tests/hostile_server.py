@@ -20,7 +20,7 @@ so the process never needs killing to finish a test:
 * ``gzip_bomb``        content-encoding: gzip, 256 MiB of ``x`` compressed, sent in 1 KiB chunks
 * ``slow_headers``     the status line only after 20 s
 * ``reset``            the connection closed before any response
-* ``echo_key``         401 whose error message echoes the x-api-key header back
+* ``echo_key``         401 whose error message echoes the API key back (x-api-key or Bearer)
 
 Standard library only: it runs in its own process, outside Locust's gevent patching.
 """
@@ -241,7 +241,8 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.close()
 
     def case_echo_key(self) -> None:
-        key = self.headers.get("x-api-key", "")
+        # The SDK sends the key as x-api-key or as Authorization: Bearer; echo whichever came.
+        key = self.headers.get("x-api-key") or self.headers.get("authorization", "").removeprefix("Bearer ")
         error = {"type": "authentication_error", "message": f"invalid x-api-key: {key}"}
         self.whole(401, "application/json", json.dumps({"type": "error", "error": error}).encode())
 

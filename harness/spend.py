@@ -72,7 +72,7 @@ class Price:
     @classmethod
     def of(cls, input: float, output: float) -> Price:
         # Anthropic's multipliers: a 5-minute cache write costs 1.25x input, a cache read 0.1x.
-        return cls(input, output, input * 1.25, input * 0.1)
+        return cls(input, output, round(input * 1.25, 6), round(input * 0.1, 6))
 
     def cost(self, record: CallRecord) -> float:
         return (

@@ -1,6 +1,7 @@
 """A hostile Messages API server for tests: broken and malicious streams, on loopback.
 
-Run as ``python tests/hostile_server.py`` (prints ``listening on http://127.0.0.1:PORT``).
+Run as ``python tests/hostile_server.py`` (prints ``listening on http://127.0.0.1:PORT``);
+``--tls CERT KEY`` serves HTTPS with that certificate.
 The request's ``model`` picks the behaviour; every response is bounded in size and time,
 so the process never needs killing to finish a test:
 
@@ -32,6 +33,7 @@ import gzip
 import json
 import random
 import socket
+import ssl
 import sys
 import time
 import zlib
@@ -257,7 +259,13 @@ class Server(ThreadingHTTPServer):
 def main() -> None:
     gzip_bomb()  # about a second, once, before the first client can time out waiting for it
     server = Server(("127.0.0.1", 0), Handler)
-    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    scheme = "http"
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":  # --tls CERT KEY: serve HTTPS with that certificate
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    print(f"listening on {scheme}://127.0.0.1:{server.server_address[1]}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever(poll_interval=0.05)
 

@@ -1,4 +1,4 @@
-"""The API key never appears in output, files, logs, exception text or ``--help``.
+"""The API key never appears in output, files, logs, exception text or ``--help``; TLS is verified.
 
 Every run here uses a marker key and greps everything it produced for it: a server that
 echoes the key back in an error body, DEBUG logging, Locust's CSV/JSON/HTML reports,
@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from locust import constant
 
+from harness import AnthropicUser, HarnessOptions
 from harness.errors import CallError, ConfigError
 from harness.safety import RedactingFilter
 
 from .conftest import ROOT, _start
+from .locust_runs import run_local
 from .test_cli import locust
 
 MARKER = "sk-ant-api03-MARKER-do-not-print-0123456789abcdef"
@@ -112,3 +118,52 @@ def test_log_records_are_redacted_with_their_tracebacks(monkeypatch: pytest.Monk
     text = stream.getvalue()
     assert "key is ***" in text and "RuntimeError: server said ***" in text
     assert_no_marker(text)
+
+
+# -- TLS: verified unless --insecure ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def https_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The hostile server over HTTPS with a fresh self-signed certificate for 127.0.0.1."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "hostile_server.py"), "--tls", str(cert), str(key)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "https://" in line, line
+    yield line.split()[-1]
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+class TLSUser(AnthropicUser):
+    model = "ok"
+    max_tokens = 16
+    prompt = "hi"
+    wait_time = constant(60)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_is_verified_unless_insecure(https_url: str) -> None:
+    verified = run_local([TLSUser], https_url, seconds=1.0, options=HarnessOptions())
+    assert [r.outcome for r in verified.records] == ["connection"]
+    assert "CERTIFICATE_VERIFY_FAILED" in (verified.records[0].error_message or "")
+    insecure = run_local([TLSUser], https_url, seconds=1.0, options=HarnessOptions(insecure=True))
+    assert [r.outcome for r in insecure.records] == ["ok"]
+
+
+def test_insecure_prints_a_warning(tmp_path: Path) -> None:
+    result = locust(
+        "-f", str(ROOT / "locustfile.py"), "--headless", "-u", "0", "-t", "1s", "--insecure", cwd=tmp_path, timeout=60
+    )  # fmt: skip
+    assert sum("TLS certificates are NOT verified" in line for line in result.stderr.splitlines()) == 1

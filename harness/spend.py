@@ -291,7 +291,7 @@ class CostTracker:
     def line(self) -> str:
         text = f"cost: ${self.total_usd:.4f} over {self.calls} calls"
         if self.max_cost is not None:
-            text += f" (cap ${self.max_cost:.2f})"
+            text += f" (cap ${self.max_cost:.4f})"
         if self.unpriced_calls:
             text += f"; {self.unpriced_calls} calls of unpriced models not counted"
         return text

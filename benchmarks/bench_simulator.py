@@ -85,9 +85,7 @@ async def _client(host: str, port: int, streams: int, max_tokens: int, ramp_s: f
         await asyncio.sleep(max(0.0, start + ramp_s * i / streams - time.monotonic()))
         await loop.create_connection(lambda: _StreamConn(request, totals, deadline), host, port)
     await asyncio.sleep(max(0.0, deadline - time.monotonic()) + 2.0)
-    print(
-        json.dumps({**totals, "cpu_s": time.process_time(), "wall_s": time.monotonic() - start}), flush=True
-    )
+    print(json.dumps({**totals, "cpu_s": time.process_time(), "wall_s": time.monotonic() - start}), flush=True)
 
 
 # ---- orchestration -------------------------------------------------------------------------------
@@ -174,15 +172,11 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--_client":
         host, port = sys.argv[2].split(":")
         asyncio.run(
-            _client(
-                host, int(port), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
-            )
+            _client(host, int(port), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]))
         )
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--streams", default="500,1000,2000,3000", help="comma-separated concurrent streams per step"
-    )
+    p.add_argument("--streams", default="500,1000,2000,3000", help="comma-separated concurrent streams per step")
     p.add_argument("--tps", type=float, default=10.0, help="tokens/s of each stream")
     p.add_argument("--window", type=float, default=5.0, help="measured seconds per step")
     args = p.parse_args()

@@ -39,9 +39,7 @@ def fault(name: str) -> dict[str, str]:
 
 def drain(client: anthropic.Anthropic, headers: dict[str, str], max_tokens: int = 50) -> list[str]:
     kinds = []
-    with client.messages.stream(
-        model=MODEL, max_tokens=max_tokens, messages=USER, extra_headers=headers
-    ) as s:
+    with client.messages.stream(model=MODEL, max_tokens=max_tokens, messages=USER, extra_headers=headers) as s:
         for event in s:
             kinds.append(event.type)
     return kinds
@@ -57,9 +55,7 @@ def test_overloaded_529(url: str) -> None:
 
 def test_api_error_500(url: str) -> None:
     with pytest.raises(anthropic.InternalServerError) as info:
-        client_for(url).messages.create(
-            model=MODEL, max_tokens=5, messages=USER, extra_headers=fault("api_error")
-        )
+        client_for(url).messages.create(model=MODEL, max_tokens=5, messages=USER, extra_headers=fault("api_error"))
     assert info.value.status_code == 500 and info.value.body["error"]["type"] == "api_error"  # type: ignore[index]
 
 
@@ -88,9 +84,7 @@ def test_mid_stream_error_event(url: str) -> None:
 
 def test_stream_error_non_streaming_is_529(url: str) -> None:
     with pytest.raises(anthropic.APIStatusError) as info:
-        client_for(url).messages.create(
-            model=MODEL, max_tokens=20, messages=USER, extra_headers=fault("stream_error")
-        )
+        client_for(url).messages.create(model=MODEL, max_tokens=20, messages=USER, extra_headers=fault("stream_error"))
     assert info.value.status_code == 529
 
 
@@ -98,9 +92,7 @@ def test_dropped_connection(url: str) -> None:
     with pytest.raises((anthropic.APIConnectionError, httpx2.RemoteProtocolError)):
         drain(client_for(url), fault("drop"))
     with pytest.raises((anthropic.APIConnectionError, httpx2.RemoteProtocolError)):
-        client_for(url).messages.create(
-            model=MODEL, max_tokens=20, messages=USER, extra_headers=fault("drop")
-        )
+        client_for(url).messages.create(model=MODEL, max_tokens=20, messages=USER, extra_headers=fault("drop"))
 
 
 def test_stall_gap(url: str) -> None:
@@ -125,9 +117,7 @@ def test_slow_headers(url: str) -> None:
 
 def test_fault_rate_and_schedule(tmp_path: Path) -> None:
     config = tmp_path / "faults.json"
-    config.write_text(
-        json.dumps({"faults": {"schedule": [{"fault": "api_error", "start_s": 0, "end_s": 1.5}]}})
-    )
+    config.write_text(json.dumps({"faults": {"schedule": [{"fault": "api_error", "start_s": 0, "end_s": 1.5}]}}))
     with SimulatorProcess([*FAST, "--config", str(config), "--fault-overloaded", "0.5"]) as sim:
         assert sim.url is not None
         client = client_for(sim.url)

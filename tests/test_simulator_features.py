@@ -97,9 +97,7 @@ def test_thinking_budget_validation(client: anthropic.Anthropic) -> None:
 
 def test_tool_use_then_tool_result(client: anthropic.Anthropic) -> None:
     kinds: list[str] = []
-    with client.messages.stream(
-        model=MODEL, max_tokens=500, tools=TOOLS, messages=user("Weather?")
-    ) as stream:
+    with client.messages.stream(model=MODEL, max_tokens=500, tools=TOOLS, messages=user("Weather?")) as stream:
         for event in stream:
             if event.type == "content_block_delta":
                 kinds.append(event.delta.type)
@@ -160,9 +158,7 @@ def test_prompt_caching_write_then_read(client: anthropic.Anthropic) -> None:
     ttft_hit, second = _ttft(client, messages=user("question two, longer"), **kwargs)
     assert first.usage.cache_creation_input_tokens == cached and first.usage.cache_read_input_tokens == 0
     assert second.usage.cache_read_input_tokens == cached and second.usage.cache_creation_input_tokens == 0
-    assert (
-        first.usage.input_tokens == 3 and second.usage.input_tokens == 5
-    )  # only what follows the breakpoint
+    assert first.usage.input_tokens == 3 and second.usage.input_tokens == 5  # only what follows the breakpoint
     assert ttft_miss > 0.5 and ttft_hit < ttft_miss - 0.4
     # Below the minimum cacheable length nothing is cached.
     small = [{"type": "text", "text": "short", "cache_control": {"type": "ephemeral"}}]

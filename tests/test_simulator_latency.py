@@ -116,9 +116,7 @@ def test_default_haiku_profile_is_realistic() -> None:
     with SimulatorProcess(["--seed", "1"]) as sim:
         client = anthropic.Anthropic(base_url=sim.url, api_key="x", max_retries=0)
         # Warm-up: the SDK's first stream builds its models lazily and would read its deltas in a burst.
-        with client.messages.stream(
-            model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "Hi"}]
-        ) as w:
+        with client.messages.stream(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "Hi"}]) as w:
             w.until_done()
         ttfts, rates = [], []
         for _ in range(3):
@@ -155,9 +153,7 @@ def _replay(seed: int) -> list[tuple[str, int]]:
         client = anthropic.Anthropic(base_url=sim.url, api_key="x", max_retries=0)
         out = []
         for _ in range(3):
-            m = client.messages.create(
-                model=MODEL, max_tokens=4096, messages=[{"role": "user", "content": "Hi"}]
-            )
+            m = client.messages.create(model=MODEL, max_tokens=4096, messages=[{"role": "user", "content": "Hi"}])
             out.append((m.content[0].text, m.usage.output_tokens))  # type: ignore[union-attr]
         return out
 
@@ -167,9 +163,7 @@ def test_same_seed_replays() -> None:
     assert _replay(42) != _replay(43)
 
 
-@pytest.mark.parametrize(
-    "module", ["harness.simulator", "harness.simulator.server", "harness.simulator.__main__"]
-)
+@pytest.mark.parametrize("module", ["harness.simulator", "harness.simulator.server", "harness.simulator.__main__"])
 def test_no_locust_or_gevent_import(module: str) -> None:
     import subprocess
     import sys

@@ -133,9 +133,7 @@ def test_rate_limiter_buckets() -> None:
 
 def test_plan_max_tokens_and_stop_sequences() -> None:
     profile = DEFAULT_PROFILES["claude-haiku-4-5"]
-    req = parse_messages_request(
-        {"model": "m", "max_tokens": 7, "messages": [{"role": "user", "content": "x"}]}
-    )
+    req = parse_messages_request({"model": "m", "max_tokens": 7, "messages": [{"role": "user", "content": "x"}]})
     plan = make_plan(req, profile, random.Random(1))
     assert plan.stop_reason == "max_tokens" and plan.output_tokens == 7 and len(plan.blocks[0].deltas) == 7
     req = parse_messages_request(

@@ -11,6 +11,8 @@ Locust's failure table groups failures by class instead of by message text.
 
 from __future__ import annotations
 
+from harness.redact import redact
+
 __all__ = ["CallError", "ConfigError", "HarnessError", "ProtocolError"]
 
 
@@ -19,7 +21,14 @@ class HarnessError(Exception):
 
 
 class ConfigError(HarnessError):
-    """Invalid configuration; the message is one line saying what is wrong and how to fix it."""
+    """Invalid configuration; the message is one line saying what is wrong and how to fix it.
+
+    The API key is removed from the message: a key pasted into the wrong option must not
+    be echoed back to the terminal or a CI log.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class CallError(HarnessError):
@@ -27,7 +36,8 @@ class CallError(HarnessError):
 
     def __init__(self, outcome: str, reason: str = "") -> None:
         self.outcome = outcome
-        self.reason = reason
+        self.reason = redact(reason)  # a server may echo the key in its error body
+        reason = self.reason
         super().__init__(f"{outcome}: {reason}" if reason else outcome)
 
 

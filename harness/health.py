@@ -36,6 +36,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from harness import events as llm_events
 from harness.errors import ConfigError
+from harness.exitcodes import EXIT_GENERATOR_BOUND
 
 __all__ = [
     "EXIT_GENERATOR_BOUND",
@@ -49,7 +50,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EXIT_GENERATOR_BOUND = 4
 GENERATOR_BOUND = "generator-bound — latency figures not trustworthy"
 ADVICE = (
     "run fewer users per process: add processes (--processes N) or workers (--master/--worker), or use --transport fast"

@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 import gevent
@@ -46,21 +47,19 @@ _REPORT_KEY = "llm_in_flight"
 Section = Callable[[], dict[str, Any] | None]
 
 
-def parse_ratelimit(headers: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """``{"requests-limit": "50", ...}`` → ``{"requests": {"limit": 50, "remaining": ..., "reset": ...}}``."""
+def parse_ratelimit(limits: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    """A record's ``ratelimit`` (``{"requests_limit": 50, ...}``, see :mod:`harness.ratelimits`)
+    grouped by dimension: ``{"requests": {"limit": 50, "remaining": ..., "reset": "2030-...Z"}}``."""
     out: dict[str, dict[str, Any]] = {}
-    for name, value in headers.items():
-        dimension, _, field = name.rpartition("-")
+    for name, value in limits.items():
+        dimension, _, field = name.rpartition("_")
         if not dimension or field not in ("limit", "remaining", "reset"):
             continue
         entry = out.setdefault(dimension, {})
         if field == "reset":
-            entry["reset"] = value
+            entry["reset"] = datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         else:
-            try:
-                entry[field] = int(value)
-            except ValueError:
-                continue
+            entry[field] = value
     return out
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import CallError, ProtocolError
+from harness.ratelimits import ratelimit_headers
 from harness.sse import (
     CONTENT_DELTA_TYPES,
     ContentBlockDelta,
@@ -47,7 +48,6 @@ CANCELLED = "cancelled"
 TIMEOUT = "timeout"
 CONNECTION = "connection"
 PROTOCOL = "protocol"
-RATELIMIT_PREFIX = "anthropic-ratelimit-"
 
 
 def outcome_for_status(status: int) -> str:
@@ -128,8 +128,10 @@ class CallRecord:
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    attempt: int = 1
+    retry_of: str | None = None
     # The response's anthropic-ratelimit-* headers, prefix stripped (e.g. "requests-remaining").
-    ratelimit: dict[str, str] | None = None
+    ratelimit: dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -158,6 +160,8 @@ class CallMeasurement:
         stage: str | None = None,
         warmup: bool = False,
         t_scheduled: float | None = None,
+        attempt: int = 1,
+        retry_of: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
@@ -174,6 +178,8 @@ class CallMeasurement:
             warmup=warmup,
             timestamp=time.time(),
             t_start=now,
+            attempt=attempt,
+            retry_of=retry_of,
         )
         self._t_begin = now
         self._open_loop = t_scheduled is not None
@@ -210,12 +216,7 @@ class CallMeasurement:
                 self._record.retry_after_s = float(retry_after)
             except ValueError:
                 self._record.retry_after_s = None
-        limits = {
-            name[len(RATELIMIT_PREFIX) :]: value
-            for name, value in headers.items()
-            if name.lower().startswith(RATELIMIT_PREFIX)
-        }
-        self._record.ratelimit = limits or None
+        self._record.ratelimit = ratelimit_headers(headers)
 
     def event(self, event: StreamEvent, t: float | None = None) -> None:
         """One typed stream event, stamped now; raises CallError to end the call."""

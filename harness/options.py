@@ -113,6 +113,8 @@ class HarnessOptions:
     request_timeout: float = 60.0
     connect_timeout: float = 10.0
     simulator_args: str = ""
+    call_timeout: float = 600.0
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -123,6 +125,8 @@ class HarnessOptions:
             raise ConfigError(f"--max-retries must be 0 or more, got {self.max_retries}")
         if self.request_timeout <= 0 or self.connect_timeout <= 0:
             raise ConfigError("--request-timeout and --connect-timeout must be positive numbers of seconds")
+        if self.call_timeout < 0:
+            raise ConfigError(f"--call-timeout must be 0 (off) or a positive number of seconds: {self.call_timeout}")
 
     @classmethod
     def from_namespace(cls, options: Namespace | None) -> HarnessOptions:

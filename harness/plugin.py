@@ -22,17 +22,20 @@ from harness import distributed as _distributed  # noqa: F401  (worker -> master
 from harness import slo_cli  # noqa: F401  (registers --slo, --junit-xml)
 from harness import webui as _webui  # noqa: F401  (the web UI's LLM tab, at init)
 from harness.errors import ConfigError
-from harness.health import EXIT_GENERATOR_BOUND
+from harness.exitcodes import EXIT_CONFIG, EXIT_COST_CAP, EXIT_GENERATOR_BOUND, EXIT_SLO_BREACH
 from harness.locust_csv import FinalCSV
 from harness.options import HarnessOptions, add_arguments
 from harness.runtime import attach
 from harness.target import resolve_target, start_simulator
 
-__all__ = ["EXIT_CONFIG", "EXIT_GENERATOR_BOUND", "EXIT_SLO_BREACH", "fail_start", "prepare"]
-
-# Same code as argparse's usage errors, so every bad-configuration exit looks alike.
-EXIT_CONFIG = 2
-EXIT_SLO_BREACH = 3
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_COST_CAP",
+    "EXIT_GENERATOR_BOUND",
+    "EXIT_SLO_BREACH",
+    "fail_start",
+    "prepare",
+]
 
 
 def fail_start(message: str) -> NoReturn:
@@ -88,4 +91,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
 
 # Load shapes, open-loop arrivals and the per-stage analysis register their own options and listeners.
+# Reliability and safety: their options and init listeners, after the plugin's own (order matters).
+from harness import ratelimits, retries, safety, shutdown, spend  # noqa: E402, F401
 from harness import shapes as _shapes  # noqa: E402, F401  (imports harness.arrivals too)
+
+events.init.add_listener(lambda environment, **_: ratelimits.install(environment))

@@ -25,6 +25,7 @@ from harness.errors import CallError, ConfigError
 from harness.measure import CANCELLED, PROTOCOL, CallMeasurement, CallRecord
 from harness.options import HarnessOptions
 from harness.request import MessageRequest
+from harness.shutdown import call_deadline
 from harness.slo import SLO, call_meets
 from harness.summary import SampleStore
 from harness.target import api_key_for
@@ -89,6 +90,7 @@ class Harness:
             timeout_s=self.options.request_timeout,
             connect_timeout_s=self.options.connect_timeout,
             max_retries=self.options.max_retries,
+            verify_tls=not self.options.insecure,
         )
         return get_transport(self.options.transport, config)
 
@@ -100,6 +102,8 @@ class Harness:
         scenario: str,
         user_id: int | None = None,
         t_scheduled: float | None = None,
+        attempt: int = 1,
+        retry_of: str | None = None,
     ) -> CallRecord:
         """Send ``request``, measure it, report it once; never raises for a failed call.
 
@@ -115,10 +119,13 @@ class Harness:
             stage=self.stage,
             warmup=self.warmup,
             t_scheduled=t_scheduled,
+            attempt=attempt,
+            retry_of=retry_of,
         )
         self._in_flight[measurement.call_id] = measurement
         try:
-            self.transport(host).send(request, measurement)
+            with call_deadline(self.options.call_timeout):
+                self.transport(host).send(request, measurement)
             record = measurement.finish()
         except CallError as exc:
             record = measurement.finish(exc.outcome, error_message=self._redact(exc.reason))

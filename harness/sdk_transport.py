@@ -5,6 +5,7 @@ into the harness's typed event (:mod:`harness.sse`) for the shared measurement. 
 request's write time comes from httpx's ``trace`` extension, so TTFT starts when the
 request is written, after any wait for a pooled connection (METRICS.md ``t_start``).
 SDK exceptions are mapped to the outcome classes of METRICS.md here and only here.
+The SDK's SSE decoder is swapped for the harness's bounded one (:class:`BoundedSSEDecoder`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from harness._compat import import_http_stack
@@ -20,6 +22,7 @@ import_http_stack()
 
 import anthropic
 import httpx2
+from anthropic._streaming import ServerSentEvent as SDKServerSentEvent
 from anthropic.resources.messages import Messages
 
 from harness.errors import CallError, ProtocolError
@@ -39,6 +42,7 @@ from harness.sse import (
     MessageDelta,
     MessageStart,
     MessageStop,
+    SSEDecoder,
     StreamEvent,
     Usage,
 )
@@ -102,6 +106,38 @@ def convert_event(event: Any) -> StreamEvent | None:
     return None
 
 
+class BoundedSSEDecoder:
+    """The SDK's SSE decoder replaced by :class:`harness.sse.SSEDecoder`.
+
+    The SDK's own decoder grows one ``bytes`` by ``+=`` until a blank line, so a hostile
+    stream of many megabytes without one costs unbounded memory and quadratic time; this
+    one is linear and refuses a line or an event over ``MAX_LINE_BYTES`` (a ProtocolError).
+    """
+
+    def iter_bytes(self, iterator: Iterator[bytes]) -> Iterator[SDKServerSentEvent]:
+        decoder = SSEDecoder()
+        for chunk in iterator:
+            for sse in decoder.feed(chunk):
+                yield SDKServerSentEvent(event=sse.event, data=sse.data, id=sse.id)
+        for sse in decoder.flush():
+            yield SDKServerSentEvent(event=sse.event, data=sse.data, id=sse.id)
+
+    async def aiter_bytes(self, iterator: AsyncIterator[bytes]) -> AsyncIterator[SDKServerSentEvent]:
+        decoder = SSEDecoder()
+        async for chunk in iterator:
+            for sse in decoder.feed(chunk):
+                yield SDKServerSentEvent(event=sse.event, data=sse.data, id=sse.id)
+        for sse in decoder.flush():
+            yield SDKServerSentEvent(event=sse.event, data=sse.data, id=sse.id)
+
+
+class _Anthropic(anthropic.Anthropic):
+    """The SDK client with the bounded SSE decoder (the SDK's own seam for other decoders)."""
+
+    def _make_sse_decoder(self) -> BoundedSSEDecoder:
+        return BoundedSSEDecoder()
+
+
 class SDKTransport:
     """Sends requests with one shared ``anthropic.Anthropic`` client."""
 
@@ -116,7 +152,7 @@ class SDKTransport:
             event_hooks={"request": [_install_trace]},
             verify=config.verify_tls,
         )
-        self.client = anthropic.Anthropic(
+        self.client = _Anthropic(
             api_key=config.api_key,
             base_url=config.base_url,
             max_retries=config.max_retries,

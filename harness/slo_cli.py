@@ -21,6 +21,7 @@ from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 
 from harness.errors import ConfigError
+from harness.exitcodes import EXIT_CONFIG, EXIT_COST_CAP, EXIT_GENERATOR_BOUND, EXIT_SLO_BREACH
 from harness.junit import write_junit
 from harness.slo import SLO, VALID_METRICS, SLOResult, check_scopes, evaluate, parse_slos
 from harness.verdict import print_verdict
@@ -38,9 +39,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Kept equal to harness.plugin's constants (importing plugin here would be circular).
-EXIT_CONFIG = 2
-EXIT_SLO_BREACH = 3
 
 EXIT_CODES_HELP = f"""\
 Exit codes of a headless run:
@@ -48,6 +46,8 @@ Exit codes of a headless run:
   1  calls failed and no overall error_rate SLO was given (Locust's --exit-code-on-error)
   {EXIT_CONFIG}  invalid configuration: one line on stderr, nothing was sent to the target
   {EXIT_SLO_BREACH}  an SLO was breached; every artefact is still written
+  {EXIT_GENERATOR_BOUND}  --fail-on-generator-bound and the load generator was the bottleneck
+  {EXIT_COST_CAP}  --max-cost was reached and the run was stopped (artefacts complete)
 SLO: [SCENARIO:][stage=LABEL:]METRIC OP NUMBER UNIT, e.g. ttft_p95<800ms, completion_p99<=12s,
   HaikuChat:error_rate<1%, error_rate[http_429]<0.1%, output_tps>=2000, goodput>=5/s
 Metrics: {VALID_METRICS}"""

@@ -52,9 +52,10 @@ __all__ = [
 # Deltas whose payload is content the model generated; a signature_delta is not.
 CONTENT_DELTA_TYPES = frozenset({"text_delta", "thinking_delta", "input_json_delta"})
 
-# A single SSE line longer than this is not a real Messages API event; refusing it keeps
-# memory bounded when a broken server streams garbage without newlines.
+# A single SSE line (or event) longer than this is not a real Messages API event; refusing
+# it keeps memory bounded when a broken server streams garbage without newlines.
 MAX_LINE_BYTES = 8 * 1024 * 1024
+_LINE_OVERHEAD = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +72,13 @@ class SSEDecoder:
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._buffer = b""
+        # Pieces of a line still without its end, joined once it ends: linear, not quadratic.
+        self._parts: list[bytes] = []
+        self._parts_size = 0
         self._max_line = max_line_bytes
         self._event: str | None = None
         self._data: list[str] = []
+        self._event_size = 0
         self._id: str | None = None
         self._pending_cr = False
 
@@ -83,6 +88,15 @@ class SSEDecoder:
             # The CR that ended the previous chunk and this LF are one CRLF line end.
             chunk = chunk[1:]
         self._pending_cr = False
+        if (self._buffer or self._parts) and b"\n" not in chunk and b"\r" not in chunk:
+            self._parts.append(chunk)
+            self._parts_size += len(chunk)
+            if len(self._buffer) + self._parts_size > self._max_line:
+                raise ProtocolError(f"SSE line longer than {self._max_line} bytes")
+            return []
+        if self._parts:
+            chunk = b"".join([*self._parts, chunk])
+            self._parts, self._parts_size = [], 0
         buf = self._buffer + chunk if self._buffer else chunk
         out: list[ServerSentEvent] = []
         start = 0
@@ -110,17 +124,18 @@ class SSEDecoder:
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: a trailing line without its newline still counts, a half event does not."""
         out: list[ServerSentEvent] = []
-        if self._buffer:
-            self._line(self._buffer, out)
-            self._buffer = b""
-        self._event, self._data, self._id = None, [], None
+        rest = b"".join([self._buffer, *self._parts])
+        self._buffer, self._parts, self._parts_size = b"", [], 0
+        if rest:
+            self._line(rest, out)
+        self._event, self._data, self._id, self._event_size = None, [], None, 0
         return out
 
     def _line(self, raw: bytes, out: list[ServerSentEvent]) -> None:
         if not raw:
             if self._data or self._event is not None:
                 out.append(ServerSentEvent(self._event, "\n".join(self._data), self._id))
-            self._event, self._data = None, []
+            self._event, self._data, self._event_size = None, [], 0
             return
         try:
             line = raw.decode("utf-8")
@@ -132,6 +147,11 @@ class SSEDecoder:
         if sep and value.startswith(" "):
             value = value[1:]
         if name == "data":
+            # Each line also costs a list slot and a str header: count them, so a flood of
+            # short data lines without a blank line is bounded like one long line.
+            self._event_size += len(value) + _LINE_OVERHEAD
+            if self._event_size > self._max_line:
+                raise ProtocolError(f"SSE event larger than {self._max_line} bytes")
             self._data.append(value)
         elif name == "event":
             self._event = value

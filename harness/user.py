@@ -26,6 +26,7 @@ from harness.errors import ConfigError
 from harness.measure import CallRecord
 from harness.prompts import PromptSource
 from harness.request import MessageRequest, user_message
+from harness.retries import call_with_retries
 from harness.runtime import Harness, harness_of
 
 __all__ = ["AnthropicUser"]
@@ -162,7 +163,8 @@ class AnthropicUser(User):
         if not host:
             raise ConfigError("no target: pass --host, set ANTHROPIC_BASE_URL, or run through the locust CLI")
         request = self.build_request(prompt, **kwargs)
-        return self.harness.call(
+        return call_with_retries(
+            self.harness,
             request,
             host=host,
             scenario=name or self.name(),

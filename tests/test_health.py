@@ -10,6 +10,7 @@ import gevent
 from locust.env import Environment
 
 from harness import AnthropicUser, HarnessOptions, attach
+from harness.exitcodes import EXIT_GENERATOR_BOUND
 from harness.health import GENERATOR_BOUND, HealthOptions, LagHistogram, install
 
 from .test_cli import ROOT, locust
@@ -83,7 +84,7 @@ def test_fail_on_generator_bound_exits_4_with_one_warning_line_last(tmp_path: Pa
         "--report-dir", str(tmp_path), "--transport", "fast",
         "--generator-max-lag-ms", "0.001", "--fail-on-generator-bound",
     )  # fmt: skip
-    assert result.returncode == 4, result.stderr[-2000:]
+    assert result.returncode == EXIT_GENERATOR_BOUND, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"WARNING: {GENERATOR_BOUND}") and "--processes" in last
     assert sum(GENERATOR_BOUND in line for line in result.stderr.splitlines()) == 1

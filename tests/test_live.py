@@ -58,10 +58,8 @@ def local_env(user_classes: list[type[AnthropicUser]], host: str) -> tuple[Envir
 
 
 def test_parse_ratelimit_groups_by_dimension() -> None:
-    parsed = parse_ratelimit(
-        {"requests-limit": "50", "requests-remaining": "7", "input-tokens-reset": "2030-01-01T00:00:00Z", "x": "1"}
-    )
-    assert parsed == {"requests": {"limit": 50, "remaining": 7}, "input-tokens": {"reset": "2030-01-01T00:00:00Z"}}
+    parsed = parse_ratelimit({"requests_limit": 50, "requests_remaining": 7, "input_tokens_reset": 1893456000, "x": 1})
+    assert parsed == {"requests": {"limit": 50, "remaining": 7}, "input_tokens": {"reset": "2030-01-01T00:00:00Z"}}
 
 
 def test_headroom_from_ratelimit_headers_of_ok_and_429_calls(ratelimit_url: str) -> None:
@@ -81,7 +79,7 @@ def test_headroom_from_ratelimit_headers_of_ok_and_429_calls(ratelimit_url: str)
     assert stats["total"]["run"]["errors"]["http_429"] == sum(r.outcome == "http_429" for r in records)
     for model in ("rl-model", "http_429"):
         # Every record with headers counts, a call cancelled mid-stream at the stop too.
-        remaining = [int(r.ratelimit["requests-remaining"]) for r in records if r.model == model and r.ratelimit]
+        remaining = [r.ratelimit["requests_remaining"] for r in records if r.model == model and r.ratelimit]
         assert remaining, model
         entry = stats["ratelimit"][model]["requests"]
         assert entry["limit"] == 100

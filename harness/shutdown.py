@@ -1,0 +1,83 @@
+"""Nothing hangs and nothing is lost: the per-call deadline, and the flush on a hard exit.
+
+* :func:`call_deadline` bounds a whole call (``--call-timeout``): a server that trickles
+  pings or bytes forever defeats the read timeout, never this one. It uses a
+  ``gevent.Timeout`` (a ``BaseException``, so neither the SDK nor httpx can swallow it)
+  and turns it into the call's ``timeout`` outcome.
+* :func:`flush_at_exit`: Locust handles the first Ctrl-C by stopping the run and firing
+  ``test_stop``, which records in-flight calls as ``cancelled`` and writes summary.json.
+  A second Ctrl-C while it waits for ``--stop-timeout`` raises ``KeyboardInterrupt`` out
+  of Locust's shutdown, so ``test_stop`` never fires; at interpreter exit this fires it
+  for every run still open, so the artefacts are complete anyway.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import gevent
+from locust import events
+from locust.env import Environment
+
+from harness.errors import CallError
+
+__all__ = ["call_deadline", "flush_at_exit", "track_open_runs"]
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def call_deadline(seconds: float | None) -> Iterator[None]:
+    """Raise ``CallError("timeout")`` in the calling greenlet after ``seconds`` (0/None: never)."""
+    if not seconds:
+        yield
+        return
+    timer = gevent.Timeout(seconds)
+    timer.start()
+    try:
+        yield
+    except gevent.Timeout as exc:
+        if exc is not timer:
+            raise
+        raise CallError("timeout", f"call exceeded --call-timeout {seconds:g} s") from None
+    finally:
+        timer.close()
+
+
+_open_runs: weakref.WeakSet[Environment] = weakref.WeakSet()
+
+
+def track_open_runs(environment: Environment) -> None:
+    """Remember when ``environment`` has a started run whose ``test_stop`` has not fired."""
+    hooks: Any = environment.events
+
+    def opened(**_: Any) -> None:
+        _open_runs.add(environment)
+
+    def closed(**_: Any) -> None:
+        _open_runs.discard(environment)
+
+    hooks.test_start.add_listener(opened)
+    hooks.test_stop.add_listener(closed)
+
+
+def flush_at_exit() -> None:
+    """Fire ``test_stop`` for every run still open (a second Ctrl-C cut Locust's own stop short)."""
+    for environment in list(_open_runs):
+        log.warning("The run was interrupted before it stopped; writing what it has")
+        try:
+            environment.events.test_stop.fire(environment=environment)
+        except Exception:
+            log.exception("could not write every artefact of the interrupted run")
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    track_open_runs(environment)
+    # Registered after the plugin's own exit hooks (the final --csv files), so it runs before them.
+    atexit.register(flush_at_exit)

@@ -67,6 +67,10 @@ def test_custom_model_and_unknown_parameter() -> None:
     assert profiles["my-model"].max_batch == 3 and profiles["my-model"].family == "opus"
     with pytest.raises(ValueError, match="unknown profile parameter"):
         build_profiles({"claude-haiku-4-5": {"speed": 1}})
+    with pytest.raises(ValueError, match="expected int"):
+        build_profiles(all_models={"max_batch": "8"})
+    with pytest.raises(ValueError, match="max_batch >= 1"):
+        build_profiles(all_models={"max_batch": 0})
 
 
 def test_step_time_formula() -> None:

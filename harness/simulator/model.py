@@ -116,26 +116,52 @@ def build_profiles(
     """
     profiles = dict(DEFAULT_PROFILES)
     if all_models:
-        _check_keys(all_models, "models.*")
-        profiles = {k: replace(p, **all_models) for k, p in profiles.items()}
+        common = _clean(all_models, "all_models")
+        if {"name", "family"} & set(common):
+            raise ValueError("all_models: `name` and `family` can only be set per model")
+        profiles = {k: replace(p, **common) for k, p in profiles.items()}
     for name, values in (overrides or {}).items():
-        _check_keys(values, f"models.{name}")
+        clean = _clean(values, f"models.{name}")
         if name in profiles:
             base = profiles[name]
         else:
-            family = str(values.get("family", "sonnet"))
+            family = str(clean.get("family", "sonnet"))
             base = next((p for p in profiles.values() if p.family == family), profiles["claude-sonnet-4-5"])
-        profiles[name] = replace(base, **{**values, "name": name})
+        profiles[name] = replace(base, **{**clean, "name": name})
     for p in profiles.values():
         if p.decode_tokens_per_s <= 0 or p.prefill_tokens_per_s <= 0 or p.max_batch < 1:
             raise ValueError(f"model {p.name}: rates must be > 0 and max_batch >= 1")
+        if p.base_delay_s < 0 or not 0 <= p.step_jitter < 1 or p.output_tokens_min < 1:
+            raise ValueError(
+                f"model {p.name}: needs base_delay_s >= 0, 0 <= step_jitter < 1, output_tokens_min >= 1"
+            )
     return profiles
 
 
-def _check_keys(values: dict[str, Any], where: str) -> None:
+# Declared types (annotations are strings here, from `from __future__ import annotations`).
+_TYPES: dict[str, type] = {
+    f.name: {"str": str, "int": int, "float": float}[str(f.type)] for f in fields(ModelProfile)
+}
+
+
+def _clean(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check names and coerce types, so a bad config fails at start-up rather than as a 500 later."""
     unknown = set(values) - PROFILE_FIELDS
     if unknown:
-        raise ValueError(f"{where}: unknown profile parameter(s) {sorted(unknown)}; known: {sorted(PROFILE_FIELDS)}")
+        known = sorted(PROFILE_FIELDS)
+        raise ValueError(f"{where}: unknown profile parameter(s) {sorted(unknown)}; known: {known}")
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        want = _TYPES[key]
+        if want is str:
+            ok = isinstance(value, str)
+        else:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and (want is float or value == int(value))
+        if not ok:
+            raise ValueError(f"{where}.{key}: expected {want.__name__}, got {value!r}")
+        out[key] = want(value)
+    return out
 
 
 def resolve_model(name: str, profiles: dict[str, ModelProfile]) -> ModelProfile | None:

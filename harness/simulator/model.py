@@ -132,16 +132,12 @@ def build_profiles(
         if p.decode_tokens_per_s <= 0 or p.prefill_tokens_per_s <= 0 or p.max_batch < 1:
             raise ValueError(f"model {p.name}: rates must be > 0 and max_batch >= 1")
         if p.base_delay_s < 0 or not 0 <= p.step_jitter < 1 or p.output_tokens_min < 1:
-            raise ValueError(
-                f"model {p.name}: needs base_delay_s >= 0, 0 <= step_jitter < 1, output_tokens_min >= 1"
-            )
+            raise ValueError(f"model {p.name}: needs base_delay_s >= 0, 0 <= step_jitter < 1, output_tokens_min >= 1")
     return profiles
 
 
 # Declared types (annotations are strings here, from `from __future__ import annotations`).
-_TYPES: dict[str, type] = {
-    f.name: {"str": str, "int": int, "float": float}[str(f.type)] for f in fields(ModelProfile)
-}
+_TYPES: dict[str, type] = {f.name: {"str": str, "int": int, "float": float}[str(f.type)] for f in fields(ModelProfile)}
 
 
 def _clean(values: dict[str, Any], where: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from locust.runners import WorkerRunner
 
 from harness import catalog as _catalog  # noqa: F401  (its init listener must run before this module's)
 from harness import distributed as _distributed  # noqa: F401  (worker -> master records)
+from harness import health as _health  # noqa: F401  (generator-health sampler and options)
 from harness import slo_cli  # noqa: F401  (registers --slo, --junit-xml)
 from harness import webui as _webui  # noqa: F401  (the web UI's LLM tab, at init)
 from harness.errors import ConfigError

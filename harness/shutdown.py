@@ -26,7 +26,7 @@ from locust.env import Environment
 
 from harness.errors import CallError
 
-__all__ = ["call_deadline", "flush_at_exit", "track_open_runs"]
+__all__ = ["call_deadline", "flush_at_exit", "flushing_at_exit", "track_open_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,18 @@ def track_open_runs(environment: Environment) -> None:
     hooks.test_stop.add_listener(closed)
 
 
+_flushing = False
+
+
+def flushing_at_exit() -> bool:
+    """Whether the artefacts being written are an interrupted run's, at interpreter exit."""
+    return _flushing
+
+
 def flush_at_exit() -> None:
     """Fire ``test_stop`` for every run still open (a second Ctrl-C cut Locust's own stop short)."""
+    global _flushing
+    _flushing = True
     for environment in list(_open_runs):
         log.warning("The run was interrupted before it stopped; writing what it has")
         try:

@@ -628,6 +628,15 @@ def _write_files(report_dir: str, summary: Mapping[str, Any], shaped: bool) -> N
     directory = Path(report_dir)
     if shaped:
         write_atomic(directory / "stages.csv", stages_csv(summary))
+    from harness.shutdown import flushing_at_exit
+
+    if flushing_at_exit():
+        # A second Ctrl-C asked to exit now: the data files are written, the report can wait
+        # (and plotting during interpreter exit turned Python's Ctrl-C status 130 into 1).
+        logging.getLogger(__name__).warning(
+            "report.html not written for an interrupted run; build it with: python -m harness.report %s", report_dir
+        )
+        return
     try:
         from harness.report import write_report
 

@@ -74,7 +74,7 @@ def test_headroom_from_ratelimit_headers_of_ok_and_429_calls(ratelimit_url: str)
     assert {r.outcome for r in finished} == {"ok", "http_429"}
     for record in finished:
         assert record.ratelimit is not None
-        assert record.ratelimit["requests-limit"] == "100"
+        assert record.ratelimit["requests_limit"] == 100
     stats = live.snapshot()
     assert stats["total"]["run"]["errors"]["http_429"] == sum(r.outcome == "http_429" for r in records)
     for model in ("rl-model", "http_429"):
@@ -86,7 +86,7 @@ def test_headroom_from_ratelimit_headers_of_ok_and_429_calls(ratelimit_url: str)
         assert entry["remaining"] == remaining[-1]  # the latest call's headers
         assert entry["headroom"] == pytest.approx(remaining[-1] / 100)
         assert entry["lowest_headroom"] == pytest.approx(min(remaining) / 100)
-        assert stats["ratelimit"][model]["output-tokens"]["limit"] == 10000
+        assert stats["ratelimit"][model]["output_tokens"]["limit"] == 10000
 
 
 def test_window_stages_and_series(ratelimit_url: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -93,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="larger request bodies get 413 request_too_large (default 32 MiB, like the API)",
     )
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="stop when process PID is gone (the harness passes its own pid, so a simulator it "
+        "started never outlives it, even when it was killed)",
+    )
     rl = p.add_argument_group("rate limits (per API key, off by default)")
     rl.add_argument(
         "--rate-limit-tier",
@@ -165,7 +174,13 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     return config
 
 
-async def serve(config: SimulatorConfig) -> None:
+async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+    while os.getppid() == pid:
+        await asyncio.sleep(0.5)
+    stop.set()
+
+
+async def serve(config: SimulatorConfig, parent_pid: int | None = None) -> None:
     # Handlers first: whoever saw the listening line may signal at once, and must get a clean stop.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -176,7 +191,10 @@ async def serve(config: SimulatorConfig) -> None:
     # Everything allocated so far lives for the whole run: keep it out of every garbage collection.
     gc.freeze()
     print(f"harness simulator listening on http://{host}:{port}", flush=True)
+    watcher = asyncio.ensure_future(_watch_parent(parent_pid, stop)) if parent_pid else None
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     await sim.close()
 
 
@@ -184,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, args.parent_pid))
     except (OSError, ValueError) as exc:
         print(f"harness simulator: {exc}", file=sys.stderr)
         return 2

@@ -50,8 +50,17 @@ class SimulatorProcess:
         # The child must import this checkout's `harness` even when the caller's cwd is elsewhere.
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # Its own session: a Ctrl-C in the terminal reaches only the harness, which then stops
+        # its users while the simulator still answers; --parent-pid ends it if the harness dies.
+        cmd += ["--parent-pid", str(os.getpid())]
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,
         )
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()

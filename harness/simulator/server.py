@@ -298,7 +298,7 @@ class Call:
             self._end(_mono(), "ok", release=True)
             return None
         gap = self.engine.step * (1.0 + self.jitter * (2.0 * self.rand() - 1.0))
-        if i == self.fault_at:  # only a stall gets here
+        if i == self.fault_at and self.fault == "stall":  # the next tick is a stall: it starts late
             gap += self.sim.faults.config.stall_s
         return due + gap
 

@@ -288,7 +288,10 @@ class CostTracker:
         gevent.spawn(runner.quit)
 
     def line(self) -> str:
-        text = f"cost: ${self.total_usd:.4f} over {self.calls} calls"
+        text = f"cost at list prices: ${self.total_usd:.4f} over {self.calls} calls"
+        if not str(self.environment.host or "").startswith(ANTHROPIC_API_URL):
+            # Against the simulator or another endpoint this is what the calls would cost.
+            text += " (not the Anthropic API: nothing billed there)"
         if self.max_cost is not None:
             text += f" (cap ${self.max_cost:.4f})"
         if self.unpriced_calls:

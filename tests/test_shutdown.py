@@ -177,7 +177,7 @@ def test_stop_from_the_web_ui_writes_complete_artefacts_and_the_ui_never_shows_t
             run.wait_for("All users spawned")
             time.sleep(1.5)
             assert urlopen(Request(f"{web}/stop", method="POST"), timeout=10).status == 200
-            run.wait_for("cost: $")  # the summary has been written
+            run.wait_for("cost at list prices: $")  # the summary has been written
             pages = [urlopen(f"{web}{path}", timeout=10).read().decode() for path in PAGES]
         finally:
             run.proc.send_signal(signal.SIGTERM)

@@ -24,6 +24,7 @@ import random
 import time
 from argparse import Namespace
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -159,7 +160,14 @@ class Gaps:
 class OpenLoopDriver:
     """Issues one call per arrival, capped at ``max_in_flight``, with a bounded backlog."""
 
-    def __init__(self, environment: Environment, options: ArrivalOptions) -> None:
+    def __init__(
+        self,
+        environment: Environment,
+        options: ArrivalOptions,
+        *,
+        follow_test: bool = True,
+        note: Callable[[str | None, bool, bool], None] | None = None,
+    ) -> None:
         self.environment = environment
         self.options = options
         self.harness = harness_of(environment)
@@ -170,8 +178,11 @@ class OpenLoopDriver:
         self.calls = Group()
         self._loop: gevent.Greenlet | None = None
         self._running = False
-        environment.events.test_start.add_listener(self._on_test_start)
-        environment.events.test_stopping.add_listener(self._on_test_stopping)
+        # Where each arrival is counted: this process's stage analysis, or (a worker) the master's.
+        self._note = note
+        if follow_test:  # else the owner calls start() and stop() (a worker, see harness.shapes)
+            environment.events.test_start.add_listener(self.start)
+            environment.events.test_stopping.add_listener(self.stop)
 
     # -- control -----------------------------------------------------------------------
 
@@ -181,11 +192,13 @@ class OpenLoopDriver:
         if self._running:
             self._restart()
 
-    def _on_test_start(self, **_: Any) -> None:
+    def start(self, **_: Any) -> None:
+        """Start arriving at the current rate (at test start)."""
         self._running = True
         self._restart()
 
-    def _on_test_stopping(self, **_: Any) -> None:
+    def stop(self, **_: Any) -> None:
+        """Stop arriving, drop the backlog and cancel the calls in flight (at test stop)."""
         self._running = False
         if self._loop is not None:
             self._loop.kill(block=False)
@@ -224,6 +237,9 @@ class OpenLoopDriver:
             self.backlog.append((t_scheduled, scenario))
         else:
             dropped = True
+        if self._note is not None:
+            self._note(harness.stage, harness.warmup, dropped)
+            return
         analysis = _analysis(self.environment)
         if analysis is not None:
             analysis.note_arrival(harness.stage, harness.warmup, dropped)

@@ -38,7 +38,7 @@ from typing import Any
 import gevent
 from locust import events
 from locust.env import Environment
-from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
+from locust.runners import STATE_INIT, STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from harness import events as llm_events
 from harness.measure import CANCELLED, OK, CallRecord
@@ -414,12 +414,25 @@ class MasterCollector:
 
     def _send_slots(self) -> None:
         """Tell each running worker its position, so open-loop rates add up to the asked total."""
-        running = sorted((v for v in self.workers.values() if not v.final and not v.lost), key=lambda v: v.index)
-        for position, view in enumerate(running):
-            self.runner.send_message(
-                MSG_SLOT, {"run": self.run_id, "index": position, "count": len(running)}, client_id=view.client_id
-            )
+        done = {v.client_id for v in self.workers.values() if v.final or v.lost}
+        # Workers Locust runs that have not reported yet count too: the first to report
+        # must not take the whole rate until the others do.
+        ids = {v.client_id for v in self.workers.values()} | {c.id for c in self.runner.clients.all}
+        running = sorted(
+            (i for i in ids if i not in done and self._counts_in_split(i)), key=self.runner.get_worker_index
+        )
+        for position, client_id in enumerate(running):
+            if client_id in self.workers:
+                self.runner.send_message(
+                    MSG_SLOT, {"run": self.run_id, "index": position, "count": len(running)}, client_id=client_id
+                )
         self._set_option(OPT_WORKERS, max(len(running), self.runner.worker_count))
+
+    def _counts_in_split(self, client_id: str) -> bool:
+        if client_id in self.workers:
+            return True
+        node = self.runner.clients.get(client_id)
+        return node is not None and node.state in (STATE_INIT, STATE_SPAWNING, STATE_RUNNING)
 
     # workers that vanish
 

@@ -5,7 +5,11 @@
 the run's criteria (the ``--slo`` objectives in ``harness.slos``, or ``--sweep-ttft-p95``
 and ``--sweep-max-error-rate``, or the defaults of :func:`harness.stages.criteria_for`).
 With ``--arrival`` (:mod:`harness.arrivals`) the loads are open-loop request rates from
-``--rate`` instead of users.
+``--rate`` instead of users. Across Locust workers (``--master``/``--worker``,
+``--processes N``) the master's shape runs no arrivals itself: each stage's total rate
+goes to the workers, and each worker arrives at its equal share
+(:func:`harness.distributed.rate_share`), with its own seed and its share of
+``--max-in-flight`` and ``--max-backlog``, so the total is the asked rate.
 
 Each stage stamps its label (``u4``, ``r2.5``) on every call through ``harness.stage``
 and marks its first ``--warmup`` seconds through ``harness.warmup``. Locust calls a
@@ -15,11 +19,14 @@ second of its due time; the boundaries actually used are recorded and reported.
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 import time
 from argparse import Namespace
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import gevent
@@ -30,6 +37,7 @@ from locust.shape import LoadTestShape
 
 from harness import stages as stage_analysis
 from harness.arrivals import ArrivalOptions, OpenLoopDriver
+from harness.distributed import rate_share, worker_slot
 from harness.errors import ConfigError
 from harness.runtime import harness_of
 from harness.slo import SLO, evaluate, parse_slo
@@ -39,6 +47,7 @@ __all__ = [
     "ShapeOptions",
     "StageController",
     "StagedShape",
+    "WorkerArrivals",
     "add_arguments",
     "configure",
     "parse_duration",
@@ -48,7 +57,12 @@ LOAD_SHAPES = ("none", "steps", "sweep")
 DEFAULT_STAGES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 SPAWN_RATE = 100.0  # users/s when a stage changes: fast, and Locust's own advice keeps it at 100 or below
 TICK_SLACK_S = 0.5  # Locust ticks a shape about once a second: end a stage on the nearest tick
-STAGE_MESSAGE = "llm_harness_stage"
+STAGE_MESSAGE = "llm_harness_stage"  # master -> workers: label, warm-up, and the open-loop total rate
+ARRIVALS_MESSAGE = "llm_harness_arrivals"  # worker -> master: arrivals due and dropped, per stage
+OPT_RATE = "llm_arrival_rate"  # the open-loop total rate, in the options every spawn message carries
+ARRIVALS_REPORT_S = 0.5
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m(?!s))?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
 
@@ -209,29 +223,50 @@ def _parse_rate(text: str) -> float:
 class StageController:
     """Opens and closes stages: the label and warm-up on every call, the analysis, the workers, the rate."""
 
-    def __init__(self, environment: Environment, warmup_s: float, driver: OpenLoopDriver | None = None) -> None:
+    def __init__(
+        self,
+        environment: Environment,
+        warmup_s: float,
+        driver: OpenLoopDriver | None = None,
+        *,
+        open_loop: bool = False,
+    ) -> None:
         self.environment = environment
         self.harness = harness_of(environment)
         self.analysis = stage_analysis.install(environment)
         self.warmup_s = warmup_s
         self.driver = driver
+        self.open_loop = open_loop  # the stage's rate goes to the workers (a master has no driver)
         self._warmup_timer: gevent.Greenlet | None = None
 
     def begin(self, kind: str, offered: float) -> stage_analysis.Stage:
         label = stage_analysis.stage_label(kind, offered)
         stage = self.analysis.begin_stage(label, kind, offered, self.warmup_s, time.monotonic())
         apply_stage(self.environment, label, self.warmup_s)
-        runner = self.environment.runner
-        if isinstance(runner, MasterRunner):
-            runner.send_message(STAGE_MESSAGE, {"label": label, "warmup_s": self.warmup_s})
+        message: dict[str, Any] = {"label": label, "warmup_s": self.warmup_s}
+        if self.open_loop and kind == "rate":
+            message["rate"] = offered
+        self._tell_workers(message)
         if self.driver is not None:
             self.driver.set_rate(offered)
         return stage
 
     def finish(self) -> None:
         self.analysis.end(time.monotonic())
+        if self.open_loop:
+            self._tell_workers({"rate": 0.0})
         if self.driver is not None:
             self.driver.set_rate(0.0)
+
+    def _tell_workers(self, message: dict[str, Any]) -> None:
+        runner = self.environment.runner
+        if not isinstance(runner, MasterRunner):
+            return
+        options = self.environment.parsed_options
+        if "rate" in message and options is not None:
+            # Spawn messages carry it to workers that start (or join) after this message.
+            setattr(options, OPT_RATE, message["rate"])
+        runner.send_message(STAGE_MESSAGE, message)
 
     def finished_row(self) -> Mapping[str, Any]:
         """The figures of the stage that just ended (calls still in flight are not in them yet)."""
@@ -280,10 +315,14 @@ class StagedShape(LoadTestShape):
         self._stage: stage_analysis.Stage | None = None
         self._count = 0
         self.stop_reason: str | None = None
+        self._testing = False
         controller.environment.events.test_start.add_listener(self._on_test_start)
+        controller.environment.events.test_stop.add_listener(self._on_test_stop)
 
     def reset_time(self) -> None:
         super().reset_time()
+        if self._testing:
+            return  # a master resets the shape right after test_start: the first stage is open already
         self._stage = None
         self._count = 0
         self.stop_reason = None
@@ -291,8 +330,12 @@ class StagedShape(LoadTestShape):
     def _on_test_start(self, **_: Any) -> None:
         # The first stage starts here, not at the first tick: Locust fires test_start after that
         # tick, and the harness builds its client then (a second or more), which is no load.
+        self._testing = True
         if self._stage is None:
             self._start(self.loads[0])
+
+    def _on_test_stop(self, **_: Any) -> None:
+        self._testing = False
 
     def tick(self) -> tuple[int, float] | None:
         now = time.monotonic()
@@ -349,18 +392,21 @@ def configure(
         name = type(environment.shape_class).__name__
         raise ConfigError(f"the locustfile defines the load shape {name}; drop --load-shape/--arrival or the class")
     driver: OpenLoopDriver | None = None
+    distributed = isinstance(environment.runner, MasterRunner)
     if arrival.open_loop:
-        if isinstance(environment.runner, (MasterRunner, WorkerRunner)):
-            raise ConfigError("--arrival runs in one process for now; drop --master/--worker")
         if shape.stages:
             raise ConfigError("with --arrival the stages are the rates of --rate; drop --stages")
-        driver = OpenLoopDriver(environment, arrival)
+        if not distributed:  # a master's workers make the arrivals (WorkerArrivals)
+            driver = OpenLoopDriver(environment, arrival)
         kind, loads = "rate", arrival.rates
     else:
         kind, loads = "users", shape.stages or DEFAULT_STAGES
         if any(v != round(v) for v in loads):
             raise ConfigError(f"--stages are numbers of users and must be whole: {loads}")
-    controller = StageController(environment, shape.warmup, driver)
+    controller = StageController(environment, shape.warmup, driver, open_loop=arrival.open_loop and distributed)
+    if controller.open_loop:
+        assert isinstance(environment.runner, MasterRunner)
+        environment.runner.register_message(ARRIVALS_MESSAGE, _on_arrivals_message(controller.analysis))
     staged = StagedShape(
         controller,
         kind=kind,
@@ -376,9 +422,106 @@ def configure(
     return staged
 
 
-def _on_stage_message(environment: Environment) -> Any:
+class WorkerArrivals:
+    """A worker's part of an open-loop run: its share of the master's rate, its own seed and caps.
+
+    The driver is built at the worker's first test start, from the options the master's
+    spawn message carries (a ``--worker`` process is started without them), and follows
+    the master's stage messages; the share is read again as workers join or leave.
+    """
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self.driver: OpenLoopDriver | None = None
+        self.total = 0.0
+        self._share = -1.0
+        self._counts: Counter[tuple[str | None, bool, bool]] = Counter()
+        self._follower: gevent.Greenlet | None = None
+        environment.events.test_start.add_listener(self._on_test_start)
+        environment.events.test_stopping.add_listener(self._on_test_stopping)
+
+    def on_message(self, data: Mapping[str, Any]) -> None:
+        if "rate" in data:
+            self.total = float(data["rate"])
+            self._follow_share()
+
+    def _on_test_start(self, **_: Any) -> None:
+        # After every test_start listener: the distributed reporter sets this worker's slot there.
+        gevent.spawn(self._start)
+
+    def _start(self) -> None:
+        options = self.environment.parsed_options
+        try:
+            arrival = ArrivalOptions.from_namespace(options)
+        except ConfigError as exc:  # the master checked the same options; only a mismatch lands here
+            log.error("open-loop options rejected on this worker: %s", exc)
+            return
+        if not arrival.open_loop:
+            return
+        self.total = float(getattr(options, OPT_RATE, self.total) or 0.0)
+        if self.driver is None:
+            self.driver = OpenLoopDriver(self.environment, self._own(arrival), follow_test=False, note=self._note)
+        self._share = -1.0
+        self._follow_share()
+        self.driver.start()
+        self._follower = gevent.spawn(self._follow_loop)
+
+    def _own(self, arrival: ArrivalOptions) -> ArrivalOptions:
+        """This worker's options: a seed of its own (no lockstep) and its share of the caps."""
+        index, count = worker_slot(self.environment)
+        runner = self.environment.runner
+        seed_index = runner.worker_index if isinstance(runner, WorkerRunner) else index
+        return replace(
+            arrival,
+            arrival_seed=arrival.arrival_seed + max(seed_index, 0),
+            max_in_flight=max(1, math.ceil(arrival.max_in_flight / count)),
+            max_backlog=math.ceil(arrival.max_backlog / count),
+        )
+
+    def _follow_share(self) -> None:
+        share = rate_share(self.environment, self.total)
+        if self.driver is not None and share != self._share:
+            self._share = share
+            self.driver.set_rate(share)
+
+    def _follow_loop(self) -> None:
+        while True:
+            gevent.sleep(ARRIVALS_REPORT_S)
+            self._follow_share()
+            self._report()
+
+    def _note(self, label: str | None, warmup: bool, dropped: bool) -> None:
+        self._counts[(label, warmup, dropped)] += 1
+
+    def _report(self) -> None:
+        if self._counts and isinstance(self.environment.runner, WorkerRunner):
+            rows = [[label, warmup, dropped, n] for (label, warmup, dropped), n in self._counts.items()]
+            self._counts.clear()
+            self.environment.runner.send_message(ARRIVALS_MESSAGE, {"rows": rows})
+
+    def _on_test_stopping(self, **_: Any) -> None:
+        if self._follower is not None:
+            self._follower.kill(block=False)
+            self._follower = None
+        if self.driver is not None:
+            self.driver.stop()
+        self._report()  # before the worker's last batch of records, on the same channel
+
+
+def _on_arrivals_message(analysis: stage_analysis.StageAnalysis) -> Any:
     def handler(msg: Any, **_: Any) -> None:
-        apply_stage(environment, msg.data.get("label"), float(msg.data.get("warmup_s", 0.0)))
+        for label, warmup, dropped, n in msg.data["rows"]:
+            for _i in range(int(n)):
+                analysis.note_arrival(label, bool(warmup), bool(dropped))
+
+    return handler
+
+
+def _on_stage_message(environment: Environment, arrivals: WorkerArrivals) -> Any:
+    def handler(msg: Any, **_: Any) -> None:
+        if "label" in msg.data:
+            apply_stage(environment, msg.data.get("label"), float(msg.data.get("warmup_s", 0.0)))
+        arrivals.on_message(msg.data)
 
     return handler
 
@@ -393,7 +536,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     from harness.plugin import fail_start
 
     if isinstance(environment.runner, WorkerRunner):
-        environment.runner.register_message(STAGE_MESSAGE, _on_stage_message(environment))
+        arrivals = WorkerArrivals(environment)
+        environment.runner.register_message(STAGE_MESSAGE, _on_stage_message(environment, arrivals))
         return
     try:
         configure(

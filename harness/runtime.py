@@ -24,6 +24,7 @@ from harness.artefacts import RequestsWriter, write_json_atomic
 from harness.errors import CallError, ConfigError
 from harness.measure import CANCELLED, PROTOCOL, CallMeasurement, CallRecord
 from harness.options import HarnessOptions
+from harness.redact import redact
 from harness.request import MessageRequest
 from harness.shutdown import call_deadline
 from harness.slo import SLO, call_meets
@@ -128,13 +129,13 @@ class Harness:
                 self.transport(host).send(request, measurement)
             record = measurement.finish()
         except CallError as exc:
-            record = measurement.finish(exc.outcome, error_message=self._redact(exc.reason))
+            record = measurement.finish(exc.outcome, error_message=exc.reason)  # CallError redacts it
         except gevent.GreenletExit:
             self._cancel(measurement, "run stopped mid-call")
             raise
         except Exception as exc:  # a bug must cost one call, not the user
             log.exception("unexpected error in a call of %s", scenario)
-            record = measurement.finish(PROTOCOL, error_message=self._redact(f"{type(exc).__name__}: {exc}"))
+            record = measurement.finish(PROTOCOL, error_message=redact(f"{type(exc).__name__}: {exc}"))
         finally:
             self._in_flight.pop(measurement.call_id, None)
         self._report(record)
@@ -147,10 +148,6 @@ class Harness:
     def _report(self, record: CallRecord) -> None:
         llm_events.report_to_locust(self.environment, record)
         self.environment.events.llm_request.fire(record=record, environment=self.environment)  # type: ignore[attr-defined]
-
-    def _redact(self, text: str) -> str:
-        key = self._api_key
-        return text.replace(key, "***") if key and len(key) >= 8 else text
 
     # -- the run --------------------------------------------------------------------
 

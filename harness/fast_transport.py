@@ -9,6 +9,9 @@ it measures. This path keeps only what the metrics need on the hot path:
 * each read returns whatever bytes have arrived — never waiting to fill a block, which
   is what adds tens of ms to TTFT with 1 KB ``iter_content`` reads — and a connection
   that closes before the body's end is a ``connection`` failure, never a silent truncation;
+* a stream's reads run without a socket timeout: gevent would arm and cancel a timer for
+  every read (a sixth of this path's CPU). One :class:`_StallWatch` per call checks instead,
+  once per timeout period, whether anything arrived in it;
 * :class:`harness.sse.StreamEventDecoder` turns those bytes into the same typed events
   the SDK path produces, stamped with the time of the read that delivered them.
 
@@ -27,6 +30,8 @@ import json
 import time
 from typing import Any
 from urllib.parse import urlsplit
+
+import gevent
 
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError, HTTPSocketPoolResponse
@@ -58,6 +63,13 @@ USER_AGENT = "llm-loadtest-harness (geventhttpclient)"
 
 class _StreamingResponse(HTTPSocketPoolResponse):
     """geventhttpclient's pooled response with one more read: whatever has arrived."""
+
+    def release(self) -> None:
+        # A stream reads with the socket's timeout off (see _StallWatch); the pool gets it back on.
+        sock = self._sock
+        if sock is not None and self._pool is not None:
+            sock.settimeout(self._pool.network_timeout)
+        super().release()
 
     def read_some(self) -> bytes:
         """The next body bytes, as soon as any arrive; ``b""`` at the body's end.
@@ -150,17 +162,22 @@ class FastTransport:
             if response is not None:
                 response.release()
 
-    @staticmethod
-    def _stream(response: _StreamingResponse, measurement: CallMeasurement) -> None:
+    def _stream(self, response: _StreamingResponse, measurement: CallMeasurement) -> None:
         decoder = StreamEventDecoder()
         feed, event, read, clock = decoder.feed, measurement.event, response.read_some, time.monotonic
-        while True:
-            data = read()
-            if not data:
-                break
-            now = clock()  # every event in this read arrived by now
-            for typed in feed(data):
-                event(typed, now)
+        watch = _StallWatch(self.config.timeout_s)
+        if response._sock is not None:
+            response._sock.settimeout(None)
+        try:
+            while True:
+                data = read()
+                if not data:
+                    break
+                watch.last = now = clock()  # every event in this read arrived by now
+                for typed in feed(data):
+                    event(typed, now)
+        finally:
+            watch.cancel()
         for typed in decoder.flush():
             event(typed, clock())
         measurement.stream_ended()
@@ -182,6 +199,36 @@ class FastTransport:
             body = json.loads(text)
         error_type, message = error_detail(body)
         return CallError(outcome_for_status(status), f"{error_type}: {message[:200]}")
+
+
+class _StallWatch:
+    """Ends the current greenlet's read with TimeoutError once ``timeout_s`` pass without data.
+
+    The reader stamps ``last`` on every read, an attribute store; the timer wakes once
+    per period and only re-arms for the rest of it when something arrived meanwhile.
+    """
+
+    __slots__ = ("_greenlet", "_loop", "_timeout", "_timer", "last")
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout = timeout_s
+        self._greenlet = gevent.getcurrent()
+        self._loop = gevent.get_hub().loop
+        self.last = time.monotonic()
+        self._timer = self._loop.timer(timeout_s)
+        self._timer.start(self._check)
+
+    def _check(self) -> None:
+        idle = time.monotonic() - self.last
+        self._timer.close()
+        if idle >= self._timeout:
+            self._greenlet.throw(TimeoutError("timed out"))
+        else:
+            self._timer = self._loop.timer(self._timeout - idle)
+            self._timer.start(self._check)
+
+    def cancel(self) -> None:
+        self._timer.close()
 
 
 def _read_body(response: _StreamingResponse, limit: int | None) -> bytes:

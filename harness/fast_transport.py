@@ -32,7 +32,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
-
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError, HTTPSocketPoolResponse
 

@@ -63,6 +63,14 @@ USER_AGENT = "llm-loadtest-harness (geventhttpclient)"
 class _StreamingResponse(HTTPSocketPoolResponse):
     """geventhttpclient's pooled response with one more read: whatever has arrived."""
 
+    def __init__(self, sock: Any, pool: ConnectionPool, **kw: Any) -> None:
+        # The parser hands each piece of body to ``_on_body`` as a fresh bytearray; a list's
+        # own append takes them without a Python frame per piece (the base class appends
+        # to one bytearray in a Python method, then copies it out again).
+        self._parts: list[bytearray] = []
+        self._on_body = self._parts.append  # type: ignore[method-assign,assignment]
+        super().__init__(sock, pool, **kw)
+
     def release(self) -> None:
         # A stream reads with the socket's timeout off (see _StallWatch); the pool gets it back on.
         sock = self._sock
@@ -76,8 +84,8 @@ class _StreamingResponse(HTTPSocketPoolResponse):
         Raises HTTPConnectionClosed when the peer closes before the body is complete
         (geventhttpclient's own iteration would end quietly there).
         """
-        buffer = self._body_buffer
-        while not buffer:
+        parts = self._parts
+        while not parts:
             if self.message_complete:
                 return b""
             sock = self._sock
@@ -90,8 +98,8 @@ class _StreamingResponse(HTTPSocketPoolResponse):
                     raise HTTPConnectionClosed("connection closed before the end of the body")
                 continue
             self.feed(data)
-        data = bytes(buffer)
-        del buffer[:]
+        data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+        parts.clear()
         return data
 
 

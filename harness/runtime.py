@@ -59,6 +59,7 @@ class Harness:
         self._run_ended: float | None = None
         self.last_summary: dict[str, Any] | None = None
         self._api_key = api_key_for(os.environ)
+        self._last_transport: tuple[str, HarnessOptions, Transport] | None = None
         llm_events.install(environment.events)
         environment.events.llm_request.add_listener(self._on_llm_request)  # type: ignore[attr-defined]
         environment.events.test_start.add_listener(self._on_test_start)
@@ -85,6 +86,11 @@ class Harness:
         return len(self._in_flight)
 
     def transport(self, host: str) -> Transport:
+        # Every call asks; building and hashing a TransportConfig each time is a measurable
+        # share of a call's CPU, so the last answer is kept while host and options stay.
+        last = self._last_transport
+        if last is not None and last[0] == host and last[1] is self.options:
+            return last[2]
         config = TransportConfig(
             base_url=host,
             api_key=self._api_key,
@@ -93,7 +99,9 @@ class Harness:
             max_retries=self.options.max_retries,
             verify_tls=not self.options.insecure,
         )
-        return get_transport(self.options.transport, config)
+        transport = get_transport(self.options.transport, config)
+        self._last_transport = (host, self.options, transport)
+        return transport
 
     def call(
         self,

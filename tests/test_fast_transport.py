@@ -50,6 +50,37 @@ def test_lean_decoder_equals_the_full_parser_for_any_split(cuts: list[int]) -> N
         assert lean(split(data, cuts)) == EXPECTED
 
 
+# The API's own compact framing, which the lean decoder matches whole, beside near misses it must not.
+COMPACT_TRANSCRIPT = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","model":"x","usage":'
+    b'{"input_tokens":3,"output_tokens":1}}}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+    b'"content_block":{"type":"text","text":""}}\n\n'
+    b'event: ping\ndata: {"type":"ping"}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"text_delta","text":"Hi"}}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"text_delta","text":" there"}}\n\n'
+    b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":1,'
+    b'"content_block":{"type":"text","text":"pre"}}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,'
+    b'"delta":{"type":"text_delta","text":"!"}}\n\n'
+    b'event: content_block_stop\ndata: {"type":"content_block_stop","index":1, "x":1}\n\n'
+    b"event: ping\ndata: {}\n\n"
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+    b'"usage":{"output_tokens":3}}\n\n'
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+)
+
+
+@given(st.lists(st.integers(min_value=0), max_size=12))
+def test_lean_decoder_equals_the_full_parser_on_compact_framing(cuts: list[int]) -> None:
+    expected = list(iter_stream_events([COMPACT_TRANSCRIPT]))
+    assert len(expected) == 12
+    assert lean(split(COMPACT_TRANSCRIPT, cuts)) == expected
+
+
 def _delta_event(index: int, kind: str, payload: str, *, compact: bool) -> bytes:
     field = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}[kind]
     doc = {"type": "content_block_delta", "index": index, "delta": {"type": kind, field: payload}}

@@ -366,7 +366,7 @@ _COMPACT_EVENT = re.compile(
     + rb'|(?P<ping>ping)\ndata: \{"type":"ping"\}'
     + rb'|content_block_start\ndata: \{"type":"content_block_start","index":(?P<start>'
     + _INDEX[1:-1]
-    + rb')'
+    + rb")"
     + rb',"content_block":\{"type":"(?P<block>text)","text":""\}\}'
     + rb'|content_block_stop\ndata: \{"type":"content_block_stop","index":(?P<stop>'
     + _INDEX[1:-1]

@@ -19,18 +19,21 @@ import psutil
 from harness.health import PROBE_INTERVAL_S, LagHistogram
 
 Sink = list[tuple[str | None, list[float]]]
-WARMUP_S = 1.5  # every stream has finished its first call (50 ms + 1 s) before the window opens
+FIRST_CALL_S = 1.5  # every stream has finished its first call (50 ms + 1 s) this long after it started
 DRAIN_S = 1.2  # calls in flight when the window closes finish, so their deltas inside it are counted
 PROMPT = "Write a short poem."
 
 
-def run(mode: str, url: str, streams: int, seconds: float, *, model: str, max_tokens: int) -> dict[str, Any]:
+def run(
+    mode: str, url: str, streams: int, seconds: float, *, model: str, max_tokens: int, ramp_s: float
+) -> dict[str, Any]:
+    """One mode's figures; its streams start evenly spread over ``ramp_s`` (0: all at once)."""
     process = psutil.Process()
     sink: Sink = []
     start, stop, verdict = _MODES[mode](url, streams, sink, model, max_tokens)
     rss0 = process.memory_info().rss
-    start()
-    gevent.sleep(WARMUP_S)
+    start(ramp_s)
+    gevent.sleep(ramp_s + FIRST_CALL_S)
     lag = LagHistogram()
     probe = gevent.spawn(_probe, lag)
     w0, c0 = time.monotonic(), time.process_time()
@@ -65,14 +68,14 @@ def _probe(lag: LagHistogram) -> None:
         lag.add(max(0.0, time.monotonic() - before - PROBE_INTERVAL_S))
 
 
-Mode = tuple[Callable[[], None], Callable[[], None], Callable[[], str]]
+Mode = tuple[Callable[[float], None], Callable[[], None], Callable[[], str]]
 
 
 def _greenlets(n: int, target: Callable[[], None]) -> Mode:
     group: list[gevent.Greenlet[Any, Any]] = []
 
-    def start() -> None:
-        group.extend(gevent.spawn(target) for _ in range(n))
+    def start(ramp_s: float) -> None:
+        group.extend(gevent.spawn_later(i * ramp_s / n, target) for i in range(n))
 
     def stop() -> None:
         gevent.killall(group, block=True, timeout=5)
@@ -189,7 +192,10 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Mode]:
             last = wiring.last
             return "" if last is None else str(last["verdict"])
 
-        return (lambda: runner.start(n, spawn_rate=n * 100)), runner.quit, verdict
+        def start(ramp_s: float) -> None:
+            runner.start(n, spawn_rate=n / ramp_s if ramp_s > 0 else n * 100)
+
+        return start, runner.quit, verdict
 
     return mode
 

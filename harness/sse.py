@@ -58,9 +58,12 @@ MAX_LINE_BYTES = 8 * 1024 * 1024
 _LINE_OVERHEAD = 64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServerSentEvent:
-    """One event of the text/event-stream format, before JSON decoding."""
+    """One event of the text/event-stream format, before JSON decoding.
+
+    Not frozen, for the reason :class:`ContentBlockDelta` is not: one is built per event.
+    """
 
     event: str | None
     data: str
@@ -99,6 +102,15 @@ class SSEDecoder:
             self._parts, self._parts_size = [], 0
         buf = self._buffer + chunk if self._buffer else chunk
         out: list[ServerSentEvent] = []
+        if b"\r" not in buf:
+            # LF line ends only, as the API sends them: one split instead of a search per line.
+            lines = buf.split(b"\n")
+            self._buffer = lines.pop()
+            if len(self._buffer) > self._max_line:
+                raise ProtocolError(f"SSE line longer than {self._max_line} bytes")
+            for line in lines:
+                self._line(line, out)
+            return out
         start = 0
         size = len(buf)
         while start < size:

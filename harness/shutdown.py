@@ -9,12 +9,19 @@
   A second Ctrl-C while it waits for ``--stop-timeout`` raises ``KeyboardInterrupt`` out
   of Locust's shutdown, so ``test_stop`` never fires; at interpreter exit this fires it
   for every run still open, so the artefacts are complete anyway.
+* Ctrl-C reaches Locust's main greenlet: Python raises ``KeyboardInterrupt`` in whichever
+  greenlet runs when SIGINT arrives, and under load that is often a user in mid-call,
+  which then dies with a traceback instead of being recorded as ``cancelled``. The CLI's
+  SIGINT is therefore delivered by gevent's loop and thrown into the main greenlet,
+  where Locust catches it.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import signal
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,8 +93,23 @@ def flush_at_exit() -> None:
             log.exception("could not write every artefact of the interrupted run")
 
 
+def interrupt_main_greenlet_on_sigint() -> None:
+    """Deliver SIGINT as KeyboardInterrupt in the calling (main) greenlet, never in a user's."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    main = gevent.getcurrent()
+
+    def interrupt() -> None:
+        if not main.dead:
+            main.throw(KeyboardInterrupt())
+
+    gevent.signal_handler(signal.SIGINT, interrupt)
+
+
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
     track_open_runs(environment)
     # Registered after the plugin's own exit hooks (the final --csv files), so it runs before them.
     atexit.register(flush_at_exit)
+    if environment.parsed_options is not None:  # the locust CLI, not an Environment built in code
+        interrupt_main_greenlet_on_sigint()

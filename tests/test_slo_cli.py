@@ -195,6 +195,10 @@ def test_the_trace_does_record_requests(traced_simulator: tuple[str, Path]) -> N
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
+    # The simulator traces a call just after its last write, so the client can read first.
+    deadline = time.monotonic() + 5.0
+    while len(trace.read_text().splitlines()) == before and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert len(trace.read_text().splitlines()) == before + 1
 
 

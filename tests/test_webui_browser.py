@@ -135,6 +135,11 @@ def test_llm_tab_live_in_a_browser(page: Any, tmp_path: Path) -> None:
         # Locust's UI stops polling its tables when a run stops; a reload shows the final rows.
         page.reload()
         page.wait_for_selector('#llm-panel [data-llm="percentiles"]')
+        # The table fills in after its first poll, which a loaded machine can delay past the panel.
+        page.wait_for_function(
+            """() => [...(document.querySelector('th[data-sortkey="ttftP50"]')?.closest('table')
+                      ?.querySelectorAll('tbody tr') ?? [])].some((r) => r.cells[0].innerText === 'Total')"""
+        )
         row = table_row(page, "Total")
         assert int(row["# Calls"]) == total["calls"]
         assert float(row["TTFT p50 (ms)"]) == round(total["ttft_s"]["p50"] * 1000, 1)

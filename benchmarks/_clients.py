@@ -7,6 +7,7 @@ to one sink, so the window arithmetic and the figures are the same for all of th
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from collections.abc import Callable
@@ -167,8 +168,15 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Mode]:
         from harness import AnthropicUser, HarnessOptions, attach, health
         from harness.measure import CallRecord
 
+        gap = [0.0]
+        order = itertools.count()
+
         class Bench(AnthropicUser):
-            pass
+            def on_start(self) -> None:
+                # Locust starts a tick's users in the same instant (its dispatcher spawns
+                # floor(rate) users per second at once); each waits its turn here, so the
+                # streams start spread exactly as the other modes' do.
+                gevent.sleep(next(order) * gap[0])
 
         Bench.model, Bench.max_tokens, Bench.prompt = model, max_tokens, PROMPT
         env = Environment(user_classes=[Bench], host=url)
@@ -179,9 +187,7 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Mode]:
         def on_record(record: CallRecord, **_: Any) -> None:
             if record.t_first_token is None:
                 return
-            stamps = [record.t_first_token]
-            for gap in record.itl_s:
-                stamps.append(stamps[-1] + gap)
+            stamps = list(itertools.accumulate(record.itl_s, initial=record.t_first_token))
             sink.append((record.request_id, stamps))
 
         env.events.llm_request.add_listener(on_record)  # type: ignore[attr-defined]
@@ -193,7 +199,8 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Mode]:
             return "" if last is None else str(last["verdict"])
 
         def start(ramp_s: float) -> None:
-            runner.start(n, spawn_rate=n / ramp_s if ramp_s > 0 else n * 100)
+            gap[0] = ramp_s / n
+            runner.start(n, spawn_rate=n * 100)
 
         return start, runner.quit, verdict
 

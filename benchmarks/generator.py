@@ -8,7 +8,7 @@
 The simulator runs pinned to one core with a ground-truth ``--trace`` (its own
 ``time.monotonic()`` of every first and last delta written); each point runs one client
 process pinned to the other core, N concurrent streams of 50 deltas 20 ms apart, back to
-back, started evenly over ``--ramp`` seconds (default 1, as a Locust spawn rate would; with
+back, started evenly over ``--ramp`` seconds (default 1: real streams are not in phase; with
 0 every stream starts at once and their deltas arrive in lockstep bursts, the worst case).
 CLOCK_MONOTONIC is one clock for every process of a host, so joining the client's
 records with the trace by request-id gives how late the client stamped each delta.

@@ -359,13 +359,14 @@ def iter_stream_events(chunks: Iterable[bytes]) -> Iterator[StreamEvent]:
 # JSON escapes. Such a payload's bytes are its text, so the shortcut below gives the event
 # json.loads would; any other shape (whitespace, key order, escapes, other fields) misses
 # the pattern and takes the full parser.
+# A content block index as compact JSON writes it.
+_INDEX = rb"0|[1-9][0-9]{0,8}"
 _COMPACT_DELTA = re.compile(
-    rb'\{"type":"content_block_delta","index":(0|[1-9][0-9]{0,8}),"delta":\{"type":"'
+    rb'\{"type":"content_block_delta","index":(' + _INDEX + rb'),"delta":\{"type":"'
     rb'(text_delta","text|thinking_delta","thinking|input_json_delta","partial_json|signature_delta","signature)'
     rb'":"([^"\\\x00-\x1f]*)"\}\}'
 )
 _DELTA_EVENT = b"content_block_delta"
-_INDEX = rb"(0|[1-9][0-9]{0,8})"
 # Whole events as the API sends them, compact: what the line loop below would turn into
 # exactly the same typed event, matched in one step when no event is half-read. Deltas are
 # most of a stream; the framing events (ping, block start/stop, message_stop) are six of
@@ -377,11 +378,11 @@ _COMPACT_EVENT = re.compile(
     + _COMPACT_DELTA.pattern
     + rb'|(?P<ping>ping)\ndata: \{"type":"ping"\}'
     + rb'|content_block_start\ndata: \{"type":"content_block_start","index":(?P<start>'
-    + _INDEX[1:-1]
+    + _INDEX
     + rb")"
     + rb',"content_block":\{"type":"(?P<block>text)","text":""\}\}'
     + rb'|content_block_stop\ndata: \{"type":"content_block_stop","index":(?P<stop>'
-    + _INDEX[1:-1]
+    + _INDEX
     + rb")\}"
     + rb'|(?P<message_stop>message_stop)\ndata: \{"type":"message_stop"\}'
     + rb")\n\n"

@@ -98,12 +98,8 @@ def interrupt_main_greenlet_on_sigint() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     main = gevent.getcurrent()
-
-    def interrupt() -> None:
-        if not main.dead:
-            main.throw(KeyboardInterrupt())
-
-    gevent.signal_handler(signal.SIGINT, interrupt)
+    # gevent runs the handler in a greenlet of its own; kill() has the hub throw into main.
+    gevent.signal_handler(signal.SIGINT, gevent.kill, main, KeyboardInterrupt)
 
 
 @events.init.add_listener

@@ -361,12 +361,15 @@ def iter_stream_events(chunks: Iterable[bytes]) -> Iterator[StreamEvent]:
 # the pattern and takes the full parser.
 # A content block index as compact JSON writes it.
 _INDEX = rb"0|[1-9][0-9]{0,8}"
+# A JSON string's content without escapes: no quote, backslash or control character.
+_PLAIN_PAYLOAD = re.compile(rb'[^"\\\x00-\x1f]*')
 _COMPACT_DELTA = re.compile(
     rb'\{"type":"content_block_delta","index":(' + _INDEX + rb'),"delta":\{"type":"'
     rb'(text_delta","text|thinking_delta","thinking|input_json_delta","partial_json|signature_delta","signature)'
-    rb'":"([^"\\\x00-\x1f]*)"\}\}'
+    rb'":"(' + _PLAIN_PAYLOAD.pattern + rb')"\}\}'
 )
 _DELTA_EVENT = b"content_block_delta"
+_DELTA_END = b'"}}\n\n'  # what follows a compact delta event's payload
 # Whole events as the API sends them, compact: what the line loop below would turn into
 # exactly the same typed event, matched in one step when no event is half-read. Deltas are
 # most of a stream; the framing events (ping, block start/stop, message_stop) are six of
@@ -385,6 +388,9 @@ _COMPACT_EVENT = re.compile(
     + _INDEX
     + rb")\}"
     + rb'|(?P<message_stop>message_stop)\ndata: \{"type":"message_stop"\}'
+    # Any other one-line event (message_start, message_delta, a delta with escapes, …):
+    # typed as the line loop would type it, but without splitting the read into lines.
+    + rb"|(?P<name>[^\r\n]*)\ndata: (?P<data>[^\r\n]*)"
     + rb")\n\n"
 )
 
@@ -392,13 +398,15 @@ _COMPACT_EVENT = re.compile(
 class StreamEventDecoder:
     """Bytes in, typed stream events out: :class:`SSEDecoder` + :func:`parse_event`, leaner.
 
-    Lines are split on LF with one ``bytes.split`` per chunk and a compact delta is
-    matched by one regular expression instead of ``json.loads``. The first CR seen hands
+    A read of whole one-line events is typed one regular expression match per event (the
+    framing and compact deltas without ``json.loads``); a read that is one more delta of
+    the block before it is recognised by its prefix alone. Anything else is split into
+    lines on LF with one ``bytes.split`` per chunk. The first CR seen hands
     the decoder's state to a :class:`SSEDecoder` for the rest of the stream, which is
     rare enough (the API ends lines with LF) not to need a fast path of its own.
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_generic", "_max_line")
+    __slots__ = ("_buffer", "_data", "_delta_block", "_delta_prefix", "_event", "_generic", "_max_line")
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._buffer = b""
@@ -406,9 +414,22 @@ class StreamEventDecoder:
         self._data: list[bytes] = []
         self._generic: SSEDecoder | None = None
         self._max_line = max_line_bytes
+        # The bytes before the payload of the last compact delta, and its (index, delta type);
+        # set only while the decoder sits between events, so a read that is exactly one more
+        # such delta needs two bytes comparisons and a scan of its payload, not the regex.
+        self._delta_prefix: bytes | None = None
+        self._delta_block: tuple[int, str] = (0, "")
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Consume ``chunk``; return the typed events it completed (unknown types skipped)."""
+        prefix = self._delta_prefix
+        if prefix is not None and chunk.startswith(prefix) and chunk.endswith(_DELTA_END):
+            start, end = len(prefix), len(chunk) - len(_DELTA_END)
+            # A plain payload has no quote, so the read holds this one event and no other.
+            if _PLAIN_PAYLOAD.fullmatch(chunk, start, end) is not None:
+                index, kind = self._delta_block
+                return [ContentBlockDelta(index, kind, _utf8(chunk[start:end]))]
+        self._delta_prefix = None
         if self._generic is not None or b"\r" in chunk:
             return self._typed_all(self._to_generic().feed(chunk))
         if self._buffer:
@@ -418,12 +439,17 @@ class StreamEventDecoder:
             # Most reads hold nothing but whole compact events: one regex match each.
             match = _COMPACT_EVENT.match(chunk)
             if match is not None:
-                end = 0
                 while match is not None:
-                    out.append(_compact_event(match))
-                    end = match.end()
-                    match = _COMPACT_EVENT.match(chunk, end)
+                    last = match
+                    event = _compact_event(match)
+                    if event is not None:
+                        out.append(event)
+                    match = _COMPACT_EVENT.match(chunk, last.end())
+                end = last.end()
                 if end == len(chunk):
+                    if last.lastgroup is None and type(event) is ContentBlockDelta:
+                        self._delta_prefix = chunk[last.start() : last.start(3)]
+                        self._delta_block = (event.index, event.delta_type)
                     return out
                 chunk = chunk[end:]
         lines = chunk.split(b"\n")
@@ -456,20 +482,12 @@ class StreamEventDecoder:
     def _dispatch(self) -> StreamEvent | None:
         name, data = self._event, self._data
         self._event, self._data = None, []
-        raw = data[0] if len(data) == 1 else b"\n".join(data)
-        if name == _DELTA_EVENT:
-            match = _COMPACT_DELTA.fullmatch(raw)
-            if match is not None:
-                return _compact_delta(match)
-        try:
-            sse = ServerSentEvent(None if name is None else name.decode("utf-8"), raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"SSE line is not valid UTF-8: {exc.reason}") from None
-        return parse_event(sse)
+        return _typed_event(name, data[0] if len(data) == 1 else b"\n".join(data))
 
     def _to_generic(self) -> SSEDecoder:
         generic = self._generic
         if generic is None:
+            self._delta_prefix = None
             # Hand over the half-read line and the half-built event, decoded as SSEDecoder keeps them.
             generic = self._generic = SSEDecoder(self._max_line)
             generic._buffer = self._buffer
@@ -489,10 +507,25 @@ class StreamEventDecoder:
 _PING, _MESSAGE_STOP = Ping(), MessageStop()
 
 
-def _compact_event(match: re.Match[bytes]) -> StreamEvent:
+def _typed_event(name: bytes | None, raw: bytes) -> StreamEvent | None:
+    """One event from its ``event`` field and its joined ``data``; ``None`` if its type is unknown."""
+    if name == _DELTA_EVENT:
+        match = _COMPACT_DELTA.fullmatch(raw)
+        if match is not None:
+            return _compact_delta(match)
+    try:
+        sse = ServerSentEvent(None if name is None else name.decode("utf-8"), raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"SSE line is not valid UTF-8: {exc.reason}") from None
+    return parse_event(sse)
+
+
+def _compact_event(match: re.Match[bytes]) -> StreamEvent | None:
     last = match.lastgroup
     if last is None:
         return _compact_delta(match)
+    if last == "data":
+        return _typed_event(match["name"], match["data"])
     if last == "ping":
         return _PING
     if last == "block":
@@ -504,11 +537,14 @@ def _compact_event(match: re.Match[bytes]) -> StreamEvent:
 
 def _compact_delta(match: re.Match[bytes]) -> ContentBlockDelta:
     index, kind, payload = match.groups()[:3]
+    return ContentBlockDelta(int(index), _DELTA_KINDS[kind], _utf8(payload))
+
+
+def _utf8(payload: bytes) -> str:
     try:
-        text = payload.decode("utf-8")
+        return payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"SSE line is not valid UTF-8: {exc.reason}") from None
-    return ContentBlockDelta(int(index), _DELTA_KINDS[kind], text)
 
 
 # The delta type of each alternative of _COMPACT_DELTA's second group.

@@ -103,6 +103,34 @@ def test_the_compact_delta_shortcut_gives_what_json_gives(
     assert lean(split(data, cuts)) == list(iter_stream_events([data]))
 
 
+@settings(max_examples=100)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=3),
+            st.sampled_from(["text_delta", "thinking_delta", "input_json_delta"]),
+            st.text(max_size=8),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_deltas_read_one_event_at_a_time_give_what_json_gives(deltas: list[tuple[int, str, str, bool]]) -> None:
+    # A server writes one event per chunk, so a read is mostly exactly one delta: the case
+    # the decoder answers from the previous delta's prefix without its regex.
+    events = [_delta_event(index, kind, payload, compact=compact) for index, kind, payload, compact in deltas]
+    assert lean(events) == list(iter_stream_events([b"".join(events)]))
+
+
+def test_a_broken_delta_after_a_run_of_good_ones_is_a_protocol_error() -> None:
+    good = _delta_event(0, "text_delta", "ok", compact=True)
+    decoder = StreamEventDecoder()
+    assert len(decoder.feed(good) + decoder.feed(good)) == 2
+    with pytest.raises(ProtocolError):
+        decoder.feed(good.replace(b"ok", b"\xff"))
+
+
 @pytest.mark.parametrize(
     "data",
     [

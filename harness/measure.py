@@ -149,6 +149,22 @@ class CallRecord:
 class CallMeasurement:
     """The state of one call in flight. Not thread-safe; one greenlet owns it."""
 
+    # Slots: every content delta reads several of these, thousands of calls at a time.
+    __slots__ = (
+        "_delta_times",
+        "_final_usage",
+        "_open_blocks",
+        "_open_loop",
+        "_record",
+        "_started",
+        "_stopped",
+        "_t_begin",
+        "_t_scheduled",
+        "_usage",
+        "clock",
+        "finished",
+    )
+
     def __init__(
         self,
         *,

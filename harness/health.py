@@ -7,7 +7,7 @@ loop lag, i.e. how long any greenlet waits for its turn before it can stamp what
 read — and once a second records a row of the time series: loop lag, CPU use of the
 process (percent of one core), calls in flight and resident memory. Lag and CPU count
 only while calls are in flight: an idle process (start-up imports, users between calls)
-delays no measurement.
+delays no measurement. Nor does a stall once the run stops, whose calls end cancelled.
 
 At test stop the verdict goes into ``summary.json`` under ``generator``: a process whose
 loop-lag p99 exceeds ``--generator-max-lag-ms`` (default 10 ms) or whose mean CPU use
@@ -141,6 +141,7 @@ class HealthSampler:
         }
         self._t0 = 0.0
         self._sent_rows = 0
+        self.stopping = False  # set once the run stops: lag from then on falsifies no figure
 
     # -- running ----------------------------------------------------------------------
 
@@ -168,7 +169,7 @@ class HealthSampler:
             gevent.sleep(PROBE_INTERVAL_S)
             now = clock()
             lag = max(0.0, now - before - PROBE_INTERVAL_S)
-            if _in_flight(self.environment):
+            if _in_flight(self.environment) and not self.stopping:
                 # Lag only falsifies a figure while a call is being timed; a start-up import
                 # with nothing in flight delays no measurement.
                 self.lag.add(lag)
@@ -264,6 +265,7 @@ class _Health:
         llm_events.install(environment.events)
         ev = environment.events
         ev.test_start.add_listener(self._on_test_start)
+        ev.test_stopping.add_listener(self._on_test_stopping)
         ev.llm_summary.add_listener(self._on_summary)  # type: ignore[attr-defined]
         ev.report_to_master.add_listener(self._on_report_to_master)
         ev.worker_report.add_listener(self._on_worker_report)
@@ -274,6 +276,14 @@ class _Health:
         self.workers = {}
         self.last = None
         self.sampler.start()
+
+    def _on_test_stopping(self, **_: Any) -> None:
+        # Locust's stop() blocks the loop for ~0.2 s (it formats its caller's frame with
+        # inspect.stack()) just before this event, with calls still in flight. Without a
+        # --stop-timeout those calls are cancelled, so that stall delays no reported figure and
+        # must not make a comfortable run generator-bound; with one they may still finish, late.
+        if not self.environment.stop_timeout:
+            self.sampler.stopping = True
 
     def _on_report_to_master(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         if self.sampler.running or self.sampler.lag.total:

@@ -28,7 +28,8 @@ the health verdict of harness runs. Figures on a shared machine are noisy; see
 docs/performance.md for how to read them. With ``--repeat N`` every point runs N times,
 the modes interleaved so that a slow spell of the machine hits all of them alike, and the
 table shows each point's run with the least CPU per delta (the least disturbed one, as
-``timeit`` takes the best of its repeats) and the range over the N runs.
+``timeit`` takes the best of its repeats) and that figure's min/median/max over the N
+runs; the harness-overhead lines give the ratio of the best runs and of the medians.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -130,13 +132,13 @@ def _p50_p99(values: list[float]) -> list[float | None]:
 
 
 def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the least CPU per delta, with the range of that figure over all runs."""
+    """The run with the least CPU per delta, with that figure's min/median/max over all runs."""
     done = [r for r in runs if "error" not in r]
     if not done:
         return runs[-1]
     best = dict(min(done, key=lambda r: r["cpu_us_per_delta"]))
-    costs = [r["cpu_us_per_delta"] for r in done]
-    best["cpu_range"] = [min(costs), max(costs)] if len(done) > 1 else None
+    costs = sorted(r["cpu_us_per_delta"] for r in done)
+    best["cpu_range"] = [costs[0], statistics.median(costs), costs[-1]] if len(done) > 1 else None
     return best
 
 
@@ -155,7 +157,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['mode']:9} {r['streams']:>7} {r['deltas_per_s']:>9.0f} {r['cpu_percent']:>5.0f} "
             f"{r['cpu_us_per_delta']:>8.1f} {r['lag_p99_ms']:>10.1f} {r['rss_kb_per_stream']:>9.1f} "
             f"{_pair(ttft):>20} {_pair(itl):>19} {r['joined']:>6} {r.get('verdict', '')}"
-            + (f"  (µs/delta {_pair(r['cpu_range'])} over runs)" if r.get("cpu_range") else "")
+            + (f"  (µs/delta min/median/max {_pair(r['cpu_range'])})" if r.get("cpu_range") else "")
         )
     return "\n".join(rows)
 
@@ -219,14 +221,28 @@ def _sdk_overhead(results: list[dict[str, Any]]) -> str:
     for (mode, n), r in sorted(by.items(), key=lambda kv: kv[0][1]):
         mine = r["cpu_us_per_delta"]
         if mode == "sdk" and ("sdk-bare", n) in by:
-            bare = by[("sdk-bare", n)]["cpu_us_per_delta"]
+            bare = by[("sdk-bare", n)]
+            ratio = _median_ratio(r, bare)
             lines.append(
-                f"  {n} streams: sdk {mine:.1f} µs/delta vs bare SDK {bare:.1f} -> {100 * (mine / bare - 1):+.0f}%"
+                f"  {n} streams: sdk {mine:.1f} µs/delta vs bare SDK {bare['cpu_us_per_delta']:.1f} -> "
+                f"{100 * (mine / bare['cpu_us_per_delta'] - 1):+.0f}%"
+                + ("" if ratio is None else f" (medians: {100 * (ratio - 1):+.0f}%)")
             )
         if mode == "fast" and ("floor", n) in by:
-            floor = by[("floor", n)]["cpu_us_per_delta"]
-            lines.append(f"  {n} streams: fast {mine:.1f} µs/delta = {mine / floor:.2f}x the floor's {floor:.1f}")
+            floor = by[("floor", n)]
+            ratio = _median_ratio(r, floor)
+            lines.append(
+                f"  {n} streams: fast {mine:.1f} µs/delta = {mine / floor['cpu_us_per_delta']:.2f}x "
+                f"the floor's {floor['cpu_us_per_delta']:.1f}" + ("" if ratio is None else f" (medians: {ratio:.2f}x)")
+            )
     return "harness overhead:\n" + "\n".join(lines) if lines else ""
+
+
+def _median_ratio(mine: dict[str, Any], other: dict[str, Any]) -> float | None:
+    # Best-of compares each mode's least disturbed run; the medians say whether that was luck.
+    if not mine.get("cpu_range") or not other.get("cpu_range"):
+        return None
+    return float(mine["cpu_range"][1] / other["cpu_range"][1])
 
 
 # ---------------------------------------------------------------------------------------

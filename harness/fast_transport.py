@@ -60,6 +60,26 @@ ANTHROPIC_VERSION = "2023-06-01"
 USER_AGENT = "llm-loadtest-harness (geventhttpclient)"
 
 
+class _HeaderDict(dict[str, str]):
+    """Response headers by lower-case name, a repeated header's last value kept: all a call reads.
+
+    Given to geventhttpclient as its ``headers_type``: its own case-insensitive multi-dict
+    took a fifth of parsing a response head of 24 API-like headers (41 -> 32 µs hot).
+    """
+
+    def add(self, name: str, value: str) -> None:
+        self[name.lower()] = value
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.lower() if isinstance(key, str) else key)
+
+
 class _StreamingResponse(HTTPSocketPoolResponse):
     """geventhttpclient's pooled response with one more read: whatever has arrived."""
 
@@ -69,7 +89,7 @@ class _StreamingResponse(HTTPSocketPoolResponse):
         # to one bytearray in a Python method, then copies it out again).
         self._parts: list[bytearray] = []
         self._on_body = self._parts.append  # type: ignore[method-assign,assignment]
-        super().__init__(sock, pool, **kw)
+        super().__init__(sock, pool, headers_type=_HeaderDict, **kw)
 
     def release(self) -> None:
         # A stream reads with the socket's timeout off (see _StallWatch); the pool gets it back on.
@@ -266,11 +286,7 @@ def api_headers(config: TransportConfig) -> dict[str, str]:
 
 
 def _headers(response: _StreamingResponse) -> dict[str, str]:
-    # A repeated header comes back as a list; its last value is the one that counts.
-    out: dict[str, str] = {}
-    for name, value in response.items():
-        out[name.lower()] = value
-    return out
+    return dict(response.items())  # already by lower-case name (_HeaderDict)
 
 
 def _describe(exc: BaseException) -> str:

@@ -115,6 +115,15 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.send_header("request-id", f"req_{model}")
+        if model == "api_headers":
+            # The real API's kind of head: rate-limit headers in mixed case, a reset time,
+            # a header with an empty value, and a retry-after on a success.
+            self.send_header("Anthropic-RateLimit-Requests-Limit", "50")
+            self.send_header("anthropic-ratelimit-requests-remaining", "49")
+            self.send_header("anthropic-ratelimit-requests-reset", "2026-11-30T00:00:01Z")
+            self.send_header("ANTHROPIC-RATELIMIT-OUTPUT-TOKENS-REMAINING", "7999")
+            self.send_header("X-Empty", "")
+            self.send_header("Retry-After", "2")
         self.end_headers()
         getattr(self, f"script_{model}", self.script_timed)(model)
 

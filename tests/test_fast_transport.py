@@ -167,11 +167,15 @@ def first_record(url: str, model: str, transport: str, *, stream: bool = True, t
 
 
 @pytest.mark.parametrize(
-    ("model", "stream"), [("timed", True), ("thinking", True), ("no_usage", True), ("whole", False)]
+    ("model", "stream"),
+    [("timed", True), ("thinking", True), ("no_usage", True), ("whole", False), ("api_headers", True)],
 )
 def test_both_transports_give_the_same_record_field_by_field(scripted_url: str, model: str, stream: bool) -> None:
     sdk = first_record(scripted_url, model, "sdk", stream=stream).to_dict()
     fast = first_record(scripted_url, model, "fast", stream=stream).to_dict()
+    if model == "api_headers":  # the headers really were read, whatever their case
+        assert fast["ratelimit"]["requests_limit"] == 50 and fast["ratelimit"]["output_tokens_remaining"] == 7999
+        assert (fast["retry_after_s"], fast["request_id"]) == (2.0, "req_api_headers")
     for name in sdk.keys() - TIMING - DURATIONS - PER_CALL - {"itl_s"}:
         assert fast[name] == sdk[name], name
     for name in TIMING | DURATIONS:

@@ -21,7 +21,8 @@ Modes (one client process each):
 * ``sdk-bare`` the anthropic SDK's own loop under gevent, no harness: the SDK's cost alone
 
 Columns: content deltas/s received in the window, client CPU per delta (µs), event-loop
-lag p99 (a 50 ms timer's overshoot, as the health sampler measures it), RSS growth per
+lag p99 (a 50 ms timer's overshoot: the harness's own health sampler in harness modes,
+the benchmark's copy of it in the others, so every mode runs one probe), RSS growth per
 stream, TTFT error (first-delta stamp minus the server's write time) and ITL error (error
 of the call's summed ITL: last-delta error minus first-delta error), p50/p99 in ms, and
 the health verdict of harness runs. Figures on a shared machine are noisy; see

@@ -15,6 +15,8 @@ The request's ``model`` picks the script, so one server serves every test case:
 * ``stall``        message_start, then silence for 5 s
 * ``no_usage``     a stream with no usage anywhere
 * ``whole``        a non-streaming message after 150 ms
+* ``closing``      3 deltas, then the server closes the kept-alive connection once idle
+* ``stray``        3 deltas, then stray bytes on the kept-alive connection once idle
 
 Standard library only: it runs in its own process, outside Locust's gevent patching.
 """
@@ -209,6 +211,16 @@ class Handler(BaseHTTPRequestHandler):
         self.chunk(message_start(model) + block_start(0))
         time.sleep(5)
         self.end()
+
+    def script_closing(self, model: str) -> None:
+        self.script_no_usage(model)
+        self.close_connection = True  # without a Connection: close header: the client pools it
+
+    def script_stray(self, model: str) -> None:
+        self.script_no_usage(model)
+        time.sleep(0.02)  # after the response has been read, while the connection sits in the pool
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")  # not part of any response
+        self.wfile.flush()
 
     def script_no_usage(self, model: str) -> None:
         self.chunk(message_start(model, usage=False) + block_start(0))

@@ -6,11 +6,13 @@ for any split of any stream it must give the events ``SSEDecoder`` + ``parse_eve
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from locust import constant, task
 
 from harness import AnthropicUser, CallRecord, HarnessOptions
 from harness.errors import ProtocolError
@@ -211,6 +213,25 @@ def test_a_stalled_stream_is_a_timeout_and_a_closed_port_a_connection_failure(sc
     assert stalled.outcome == "timeout" and 0.3 <= stalled.completion_s < 1.5
     refused = first_record("http://127.0.0.1:9", "timed", "fast")
     assert refused.outcome == "connection"
+
+
+def test_a_pooled_connection_closed_or_dirtied_by_the_server_is_not_reused(scripted_url: str) -> None:
+    # The server closes (or writes stray bytes on) each kept-alive connection after its
+    # response; the pause lets that reach the client before the next call takes a
+    # connection from the pool. Reusing one would fail the call as a connection error.
+    class Alternating(AnthropicUser):
+        model, prompt, max_tokens = "closing", "hi", 16
+        wait_time = constant(0.05)
+        models = itertools.cycle(["closing", "stray", "timed"])
+
+        @task
+        def call_once(self) -> None:
+            self.messages(model=next(self.models))
+
+    run = run_local([Alternating], scripted_url, users=1, seconds=1.5, options=HarnessOptions(transport="fast"))
+    done = [r for r in run.records if r.outcome != "cancelled"]
+    assert {r.model for r in done} == {"closing", "stray", "timed"}
+    assert [(r.model, r.outcome, r.error_message) for r in done if not r.ok] == []
 
 
 def test_a_stopped_run_cancels_fast_calls_in_flight(scripted_url: str) -> None:

@@ -242,13 +242,8 @@ class CallMeasurement:
         if isinstance(event, ContentBlockDelta):
             if not self._started or event.index not in self._open_blocks:
                 raise ProtocolError("content_block_delta outside an open content block")
-            if event.payload and event.delta_type in CONTENT_DELTA_TYPES:
-                rec = self._record
-                if rec.t_first_token is None:
-                    rec.t_first_token = now
-                if event.delta_type == "text_delta" and rec.t_first_text is None:
-                    rec.t_first_text = now
-                self._delta_times.append(now)
+            if event.payload:
+                self.content_delta(event.delta_type, now)
             return
         if isinstance(event, MessageStart):
             if self._started:
@@ -272,6 +267,22 @@ class CallMeasurement:
             self._stopped = True
         elif isinstance(event, StreamError):
             raise CallError(outcome_for_stream_error(event.error_type), event.message[:200])
+
+    def content_delta(self, delta_type: str, t: float) -> None:
+        """One more non-empty delta of an open content block, at ``t``: all its timing needs.
+
+        :meth:`event` calls it for every delta it has checked; a reader may call it
+        directly for a delta its decoder has already placed (one more delta of the block
+        the previous one was in: :attr:`StreamEventDecoder.repeat
+        <harness.sse.StreamEventDecoder.repeat>`) and skip building the event.
+        """
+        if delta_type in CONTENT_DELTA_TYPES:
+            rec = self._record
+            if rec.t_first_token is None:
+                rec.t_first_token = t
+            if delta_type == "text_delta" and rec.t_first_text is None:
+                rec.t_first_text = t
+            self._delta_times.append(t)
 
     def message(self, usage: Usage, stop_reason: str | None) -> None:
         """A complete non-streaming message arrived."""

@@ -22,9 +22,10 @@ one definition and the two paths give equal events for equal bytes.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -369,7 +370,6 @@ _COMPACT_DELTA = re.compile(
     rb'":"(' + _PLAIN_PAYLOAD.pattern + rb')"\}\}'
 )
 _DELTA_EVENT = b"content_block_delta"
-_DELTA_END = b'"}}\n\n'  # what follows a compact delta event's payload
 # Whole events as the API sends them, compact: what the line loop below would turn into
 # exactly the same typed event, matched in one step when no event is half-read. Deltas are
 # most of a stream; the framing events (ping, block start/stop, message_stop) are six of
@@ -400,13 +400,14 @@ class StreamEventDecoder:
 
     A read of whole one-line events is typed one regular expression match per event (the
     framing and compact deltas without ``json.loads``); a read that is one more delta of
-    the block before it is recognised by its prefix alone. Anything else is split into
-    lines on LF with one ``bytes.split`` per chunk. The first CR seen hands
+    the block before it is matched by one pattern made from that delta's prefix
+    (:attr:`repeat`). Anything else is split into lines on LF with one ``bytes.split``
+    per chunk. The first CR seen hands
     the decoder's state to a :class:`SSEDecoder` for the rest of the stream, which is
     rare enough (the API ends lines with LF) not to need a fast path of its own.
     """
 
-    __slots__ = ("_buffer", "_data", "_delta_block", "_delta_prefix", "_event", "_generic", "_max_line")
+    __slots__ = ("_buffer", "_data", "_delta_block", "_event", "_generic", "_max_line", "repeat")
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._buffer = b""
@@ -414,22 +415,29 @@ class StreamEventDecoder:
         self._data: list[bytes] = []
         self._generic: SSEDecoder | None = None
         self._max_line = max_line_bytes
-        # The bytes before the payload of the last compact delta, and its (index, delta type);
-        # set only while the decoder sits between events, so a read that is exactly one more
-        # such delta needs two bytes comparisons and a scan of its payload, not the regex.
-        self._delta_prefix: bytes | None = None
+        # Set only while the decoder sits between events after a compact delta: the matcher
+        # (a compiled pattern's fullmatch, C code) of a chunk that is exactly one more delta
+        # of the same block with a non-empty payload without escapes, and its (index, type).
+        # Most deltas of a stream arrive one per read like that; a reader that checks
+        # ``repeat(chunk)`` (and ``chunk.isascii()``, for valid UTF-8) knows the event
+        # without building it, and :meth:`feed` types it without the event regex.
+        self.repeat: Callable[[bytes | bytearray], re.Match[bytes] | None] | None = None
         self._delta_block: tuple[int, str] = (0, "")
+
+    @property
+    def delta_type(self) -> str:
+        """The delta type of the chunks :attr:`repeat` matches."""
+        return self._delta_block[1]
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Consume ``chunk``; return the typed events it completed (unknown types skipped)."""
-        prefix = self._delta_prefix
-        if prefix is not None and chunk.startswith(prefix) and chunk.endswith(_DELTA_END):
-            start, end = len(prefix), len(chunk) - len(_DELTA_END)
-            # A plain payload has no quote, so the read holds this one event and no other.
-            if _PLAIN_PAYLOAD.fullmatch(chunk, start, end) is not None:
+        repeat = self.repeat
+        if repeat is not None:
+            match = repeat(chunk)
+            if match is not None:
                 index, kind = self._delta_block
-                return [ContentBlockDelta(index, kind, _utf8(chunk[start:end]))]
-        self._delta_prefix = None
+                return [ContentBlockDelta(index, kind, _utf8(match[1]))]
+        self.repeat = None
         if self._generic is not None or b"\r" in chunk:
             return self._typed_all(self._to_generic().feed(chunk))
         if self._buffer:
@@ -448,7 +456,7 @@ class StreamEventDecoder:
                 end = last.end()
                 if end == len(chunk):
                     if last.lastgroup is None and type(event) is ContentBlockDelta:
-                        self._delta_prefix = chunk[last.start() : last.start(3)]
+                        self.repeat = _repeat_matcher(chunk[last.start() : last.start(3)])
                         self._delta_block = (event.index, event.delta_type)
                     return out
                 chunk = chunk[end:]
@@ -487,7 +495,7 @@ class StreamEventDecoder:
     def _to_generic(self) -> SSEDecoder:
         generic = self._generic
         if generic is None:
-            self._delta_prefix = None
+            self.repeat = None
             # Hand over the half-read line and the half-built event, decoded as SSEDecoder keeps them.
             generic = self._generic = SSEDecoder(self._max_line)
             generic._buffer = self._buffer
@@ -518,6 +526,12 @@ def _typed_event(name: bytes | None, raw: bytes) -> StreamEvent | None:
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"SSE line is not valid UTF-8: {exc.reason}") from None
     return parse_event(sse)
+
+
+@functools.lru_cache(maxsize=64)
+def _repeat_matcher(prefix: bytes) -> Callable[[bytes | bytearray], re.Match[bytes] | None]:
+    # One pattern per delta prefix (index, type): a handful per process, compiled once.
+    return re.compile(re.escape(prefix) + b"(" + _PLAIN_PAYLOAD.pattern[:-1] + b'+)"}}\n\n').fullmatch
 
 
 def _compact_event(match: re.Match[bytes]) -> StreamEvent | None:

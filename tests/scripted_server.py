@@ -10,11 +10,14 @@ The request's ``model`` picks the script, so one server serves every test case:
 * ``midstream``    3 deltas, then ``event: error`` (overloaded_error)
 * ``drop``         3 deltas, then the connection is cut mid-body
 * ``malformed``    a content_block_delta whose data is not JSON
+* ``bad_utf8``     compact deltas, then one whose payload is not valid UTF-8
 * ``no_stop``      a clean end of the body without message_stop
 * ``out_of_order`` a content_block_delta before message_start
 * ``stall``        message_start, then silence for 5 s
 * ``no_usage``     a stream with no usage anywhere
 * ``whole``        a non-streaming message after 150 ms
+* ``compact``      the API's compact JSON, one delta per chunk: empty, ASCII, non-ASCII and
+                   escaped payloads, thinking with a signature, then text in a second block
 * ``closing``      3 deltas, then the server closes the kept-alive connection once idle
 * ``stray``        3 deltas, then stray bytes on the kept-alive connection once idle
 
@@ -197,6 +200,18 @@ class Handler(BaseHTTPRequestHandler):
         self.chunk(block_stop(0) + message_end(1))
         self.end()
 
+    def script_bad_utf8(self, model: str) -> None:
+        self.chunk(message_start(model) + block_start(0))
+        good = (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"text_delta","text":"ok"}}\n\n'
+        )
+        for payload in (b"ok", b"ok", b"\xff\xfe"):
+            self.chunk(good.replace(b'"ok"', b'"%s"' % payload))
+            time.sleep(DELTA_GAP_S)
+        self.chunk(block_stop(0) + message_end(3))
+        self.end()
+
     def script_no_stop(self, model: str) -> None:
         self.chunk(message_start(model) + block_start(0))
         self.text_deltas(0, 3, 0.01, 0.01)
@@ -210,6 +225,29 @@ class Handler(BaseHTTPRequestHandler):
     def script_stall(self, model: str) -> None:
         self.chunk(message_start(model) + block_start(0))
         time.sleep(5)
+        self.end()
+
+    def script_compact(self, model: str) -> None:
+        def compact(event: str, data: dict[str, Any]) -> bytes:
+            return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+
+        def delta_of(index: int, kind: str, field: str, payload: str) -> bytes:
+            body = {"type": kind, field: payload}
+            return compact("content_block_delta", {"type": "content_block_delta", "index": index, "delta": body})
+
+        self.chunk(message_start(model) + block_start(0, "thinking"))
+        time.sleep(0.100)
+        for payload in ["", "t0 ", "t1 ", "", "t2 "]:
+            self.chunk(delta_of(0, "thinking_delta", "thinking", payload))
+            time.sleep(DELTA_GAP_S)
+        self.chunk(delta_of(0, "signature_delta", "signature", "sig"))
+        self.chunk(delta_of(0, "signature_delta", "signature", "sig2"))
+        self.chunk(block_stop(0) + block_start(1))
+        time.sleep(0.100)
+        for payload in ["", "w0 ", "w1 ", "déjà ", "w2 ", 'say "hi" ', "w3 ", "🙂", "w4"]:
+            self.chunk(delta_of(1, "text_delta", "text", payload))
+            time.sleep(DELTA_GAP_S)
+        self.chunk(block_stop(1) + message_end(15))
         self.end()
 
     def script_closing(self, model: str) -> None:

@@ -125,6 +125,29 @@ def test_deltas_read_one_event_at_a_time_give_what_json_gives(deltas: list[tuple
     assert lean(events) == list(iter_stream_events([b"".join(events)]))
 
 
+def test_repeat_matches_exactly_one_more_delta_of_the_block_before() -> None:
+    decoder = StreamEventDecoder()
+    assert decoder.repeat is None
+    decoder.feed(_delta_event(2, "thinking_delta", "a", compact=True))
+    repeat = decoder.repeat
+    assert repeat is not None and decoder.delta_type == "thinking_delta"
+    assert repeat(_delta_event(2, "thinking_delta", "next one", compact=True)) is not None
+    # Whether a payload is valid UTF-8 is the caller's to check (chunk.isascii(), or the long way).
+    assert repeat(bytearray(_delta_event(2, "thinking_delta", "é", compact=True))) is not None
+    for other in [
+        _delta_event(2, "thinking_delta", "", compact=True),  # empty: times nothing, goes the long way
+        _delta_event(2, "thinking_delta", 'a "quote"', compact=True),
+        _delta_event(3, "thinking_delta", "a", compact=True),
+        _delta_event(2, "text_delta", "a", compact=True),
+        _delta_event(2, "thinking_delta", "a", compact=False),
+        _delta_event(2, "thinking_delta", "a", compact=True) * 2,
+        _delta_event(2, "thinking_delta", "a", compact=True)[:-1],
+    ]:
+        assert repeat(other) is None, other
+    decoder.feed(b"event: ping\ndata: {}\n\n")
+    assert decoder.repeat is None  # only straight after a delta
+
+
 def test_a_broken_delta_after_a_run_of_good_ones_is_a_protocol_error() -> None:
     good = _delta_event(0, "text_delta", "ok", compact=True)
     decoder = StreamEventDecoder()
@@ -170,7 +193,14 @@ def first_record(url: str, model: str, transport: str, *, stream: bool = True, t
 
 @pytest.mark.parametrize(
     ("model", "stream"),
-    [("timed", True), ("thinking", True), ("no_usage", True), ("whole", False), ("api_headers", True)],
+    [
+        ("timed", True),
+        ("thinking", True),
+        ("compact", True),
+        ("no_usage", True),
+        ("whole", False),
+        ("api_headers", True),
+    ],
 )
 def test_both_transports_give_the_same_record_field_by_field(scripted_url: str, model: str, stream: bool) -> None:
     sdk = first_record(scripted_url, model, "sdk", stream=stream).to_dict()
@@ -193,7 +223,8 @@ def test_both_transports_give_the_same_record_field_by_field(scripted_url: str, 
 
 
 @pytest.mark.parametrize(
-    "model", ["http_429", "http_529", "http_500", "midstream", "drop", "malformed", "no_stop", "out_of_order"]
+    "model",
+    ["http_429", "http_529", "http_500", "midstream", "drop", "malformed", "bad_utf8", "no_stop", "out_of_order"],
 )
 def test_both_transports_classify_every_fault_the_same_way(scripted_url: str, model: str) -> None:
     sdk = first_record(scripted_url, model, "sdk")

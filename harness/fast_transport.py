@@ -9,9 +9,10 @@ it measures. This path keeps only what the metrics need on the hot path:
 * each read returns whatever bytes have arrived — never waiting to fill a block, which
   is what adds tens of ms to TTFT with 1 KB ``iter_content`` reads — and a connection
   that closes before the body's end is a ``connection`` failure, never a silent truncation;
-* a stream's reads run without a socket timeout: gevent would arm and cancel a timer for
-  every read (a sixth of this path's CPU). One :class:`_StallWatch` per call checks instead,
-  once per timeout period, whether anything arrived in it;
+* a call's waits (its send, the response head, every read of the body) run without a
+  socket timeout: gevent would arm and cancel a timer for every one (a sixth of this
+  path's CPU). One :class:`_StallWatch` per call checks instead, once per timeout
+  period, whether anything arrived in it;
 * :class:`harness.sse.StreamEventDecoder` turns those bytes into the same typed events
   the SDK path produces, stamped with the time of the read that delivered them; a read
   that is one more delta of the block before it (most reads) is matched by one compiled
@@ -138,13 +139,6 @@ class _StreamingResponse(HTTPSocketPoolResponse):
         self._on_body = self._parts.append  # type: ignore[method-assign,assignment]
         super().__init__(sock, pool, headers_type=_HeaderDict, **kw)
 
-    def release(self) -> None:
-        # A stream reads with the socket's timeout off (see _StallWatch); the pool gets it back on.
-        sock = self._sock
-        if sock is not None and self._pool is not None:
-            sock.settimeout(self._pool.network_timeout)
-        super().release()
-
     def read_some(self) -> bytes | bytearray:
         """The next body bytes, as soon as any arrive; ``b""`` at the body's end.
 
@@ -210,10 +204,14 @@ class FastTransport:
         payload = json.dumps(request.body(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         data = b"%s%d\r\n\r\n%s" % (self._head, len(payload), payload)
         response: _StreamingResponse | None = None
+        watch: _StallWatch | None = None
         try:
             sock = self._pool.get_socket()
             try:
                 measurement.request_sent()
+                # From here one watch bounds every wait of the call, send, head and body.
+                sock.settimeout(None)
+                watch = _StallWatch(self.config.timeout_s)
                 _send_all(sock, data)
             except BaseException:
                 self._pool.release_socket(sock)
@@ -224,11 +222,11 @@ class FastTransport:
             status = response.status_code
             measurement.response(status, _headers(response))
             if not 200 <= status < 300:
-                raise self._status_error(status, response)
+                raise self._status_error(status, response, watch)
             if request.stream:
-                self._stream(response, measurement)
+                self._stream(response, measurement, watch)
             else:
-                self._whole(response, measurement)
+                self._whole(response, measurement, watch)
         except CallError:
             raise
         except TimeoutError as exc:
@@ -238,47 +236,44 @@ class FastTransport:
         except (ValueError, KeyError, AttributeError, TypeError) as exc:
             raise ProtocolError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         finally:
+            if watch is not None:
+                watch.cancel()
             if response is not None:
                 response.release()
 
-    def _stream(self, response: _StreamingResponse, measurement: CallMeasurement) -> None:
+    @staticmethod
+    def _stream(response: _StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
         decoder = StreamEventDecoder()
         feed, event, delta = decoder.feed, measurement.event, measurement.content_delta
         read, clock = response.read_some, time.monotonic
-        watch = _StallWatch(self.config.timeout_s)
-        if response._sock is not None:
-            response._sock.settimeout(None)
-        try:
-            while True:
-                data = read()
-                if not data:
-                    break
-                watch.last = now = clock()  # every event in this read arrived by now
-                # Most reads are one more delta of the block before: timed without an event.
-                repeat = decoder.repeat
-                if repeat is not None and repeat(data) is not None and data.isascii():
-                    delta(decoder.delta_type, now)
-                    continue
-                for typed in feed(bytes(data)):
-                    event(typed, now)
-        finally:
-            watch.cancel()
+        while True:
+            data = read()
+            if not data:
+                break
+            watch.last = now = clock()  # every event in this read arrived by now
+            # Most reads are one more delta of the block before: timed without an event.
+            repeat = decoder.repeat
+            if repeat is not None and repeat(data) is not None and data.isascii():
+                delta(decoder.delta_type, now)
+                continue
+            for typed in feed(bytes(data)):
+                event(typed, now)
         for typed in decoder.flush():
             event(typed, clock())
         measurement.stream_ended()
 
     @staticmethod
-    def _whole(response: _StreamingResponse, measurement: CallMeasurement) -> None:
-        message = json.loads(_read_body(response, limit=None))
+    def _whole(response: _StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
+        message = json.loads(_read_body(response, watch, limit=None))
         if not isinstance(message, dict):
             raise ProtocolError("message body is not a JSON object")
         stop_reason = message.get("stop_reason")
         measurement.message(usage_from(message.get("usage")), stop_reason if isinstance(stop_reason, str) else None)
 
     @staticmethod
-    def _status_error(status: int, response: _StreamingResponse) -> CallError:
+    def _status_error(status: int, response: _StreamingResponse, watch: _StallWatch) -> CallError:
         # Parsed as the SDK parses an error body: JSON if it is, else the stripped text.
-        text = _read_body(response, limit=MAX_ERROR_BODY).decode("utf-8", "replace").strip()
+        text = _read_body(response, watch, limit=MAX_ERROR_BODY).decode("utf-8", "replace").strip()
         body: object = text
         with contextlib.suppress(ValueError):
             body = json.loads(text)
@@ -316,13 +311,14 @@ class _StallWatch:
         self._timer.close()
 
 
-def _read_body(response: _StreamingResponse, limit: int | None) -> bytes:
+def _read_body(response: _StreamingResponse, watch: _StallWatch, limit: int | None) -> bytes:
     parts: list[bytes | bytearray] = []
     size = 0
     while limit is None or size < limit:
         data = response.read_some()
         if not data:
             break
+        watch.last = time.monotonic()
         parts.append(data)
         size += len(data)
     return b"".join(parts)
@@ -343,8 +339,9 @@ def api_headers(config: TransportConfig) -> dict[str, str]:
     }
 
 
-def _headers(response: _StreamingResponse) -> dict[str, str]:
-    return dict(response.items())  # already by lower-case name (_HeaderDict)
+def _headers(response: _StreamingResponse) -> _HeaderDict:
+    headers: _HeaderDict = response.info()  # type: ignore[assignment]  # its headers_type: no copy needed
+    return headers
 
 
 def _describe(exc: BaseException) -> str:

@@ -23,8 +23,7 @@ import logging
 import signal
 import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 import gevent
@@ -38,22 +37,31 @@ __all__ = ["call_deadline", "flush_at_exit", "flushing_at_exit", "track_open_run
 log = logging.getLogger(__name__)
 
 
-@contextmanager
-def call_deadline(seconds: float | None) -> Iterator[None]:
-    """Raise ``CallError("timeout")`` in the calling greenlet after ``seconds`` (0/None: never)."""
-    if not seconds:
-        yield
-        return
-    timer = gevent.Timeout(seconds)
-    timer.start()
-    try:
-        yield
-    except gevent.Timeout as exc:
-        if exc is not timer:
-            raise
-        raise CallError("timeout", f"call exceeded --call-timeout {seconds:g} s") from None
-    finally:
+class call_deadline:  # lower case: used like the function it replaced, `with call_deadline(s):`
+    """Raise ``CallError("timeout")`` in the calling greenlet after ``seconds`` (0/None: never).
+
+    ``with call_deadline(s):`` around a call. A class rather than a generator-based
+    context manager: it is entered once per call.
+    """
+
+    __slots__ = ("_seconds", "_timer")
+
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+        self._timer: gevent.Timeout | None = None
+
+    def __enter__(self) -> None:
+        if self._seconds:
+            self._timer = gevent.Timeout(self._seconds)
+            self._timer.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        timer = self._timer
+        if timer is None:
+            return
         timer.close()
+        if exc is timer:
+            raise CallError("timeout", f"call exceeded --call-timeout {self._seconds:g} s") from None
 
 
 _open_runs: weakref.WeakSet[Environment] = weakref.WeakSet()

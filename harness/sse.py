@@ -407,7 +407,7 @@ class StreamEventDecoder:
     rare enough (the API ends lines with LF) not to need a fast path of its own.
     """
 
-    __slots__ = ("_buffer", "_data", "_delta_block", "_event", "_generic", "_max_line", "repeat")
+    __slots__ = ("_buffer", "_data", "_delta_index", "_event", "_generic", "_max_line", "delta_type", "repeat")
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._buffer = b""
@@ -422,12 +422,9 @@ class StreamEventDecoder:
         # ``repeat(chunk)`` (and ``chunk.isascii()``, for valid UTF-8) knows the event
         # without building it, and :meth:`feed` types it without the event regex.
         self.repeat: Callable[[bytes | bytearray], re.Match[bytes] | None] | None = None
-        self._delta_block: tuple[int, str] = (0, "")
-
-    @property
-    def delta_type(self) -> str:
-        """The delta type of the chunks :attr:`repeat` matches."""
-        return self._delta_block[1]
+        self._delta_index = 0
+        #: The delta type of the chunks :attr:`repeat` matches.
+        self.delta_type = ""
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         """Consume ``chunk``; return the typed events it completed (unknown types skipped)."""
@@ -435,8 +432,7 @@ class StreamEventDecoder:
         if repeat is not None:
             match = repeat(chunk)
             if match is not None:
-                index, kind = self._delta_block
-                return [ContentBlockDelta(index, kind, _utf8(match[1]))]
+                return [ContentBlockDelta(self._delta_index, self.delta_type, _utf8(match[1]))]
         self.repeat = None
         if self._generic is not None or b"\r" in chunk:
             return self._typed_all(self._to_generic().feed(chunk))
@@ -457,7 +453,7 @@ class StreamEventDecoder:
                 if end == len(chunk):
                     if last.lastgroup is None and type(event) is ContentBlockDelta:
                         self.repeat = _repeat_matcher(chunk[last.start() : last.start(3)])
-                        self._delta_block = (event.index, event.delta_type)
+                        self._delta_index, self.delta_type = event.index, event.delta_type
                     return out
                 chunk = chunk[end:]
         lines = chunk.split(b"\n")

@@ -481,8 +481,8 @@ class StreamEventDecoder:
 
     def flush(self) -> list[StreamEvent]:
         """End of stream: a trailing line without its newline still counts, a half event does not."""
-        if self._generic is None and not self._buffer:
-            return []  # between events (a half-built one is dropped either way)
+        if self._generic is None and not self._buffer and self._event is None and not self._data:
+            return []  # between events: nothing to hand over (a half-built one must still be checked)
         return self._typed_all(self._to_generic().flush())
 
     def _dispatch(self) -> StreamEvent | None:

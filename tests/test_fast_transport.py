@@ -163,6 +163,7 @@ def test_a_broken_delta_after_a_run_of_good_ones_is_a_protocol_error() -> None:
         b"event: message_start\ndata: {not json\n\n",
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
         b'"delta":{"type":"text_delta","text":"\xff"}}\n\n',
+        b"event: ping\ndata: \xff\n",  # a half-built event at the end of the stream is still checked
     ],
 )
 def test_broken_events_are_protocol_errors_on_both_paths(data: bytes) -> None:

@@ -88,8 +88,8 @@ class _HeaderDict(dict[str, str]):
         return super().__contains__(key.lower() if isinstance(key, str) else key)
 
 
-class _Pool(ConnectionPool):
-    """geventhttpclient's pool with a leaner check of an idle connection before its reuse.
+class _IdleCheck:
+    """geventhttpclient's check of an idle connection before its reuse, made leaner.
 
     The check is the pool's own (an idle keep-alive connection that is readable has been
     closed by the server, or holds stray bytes: do not reuse it), made with one
@@ -102,11 +102,12 @@ class _Pool(ConnectionPool):
         return _idle_and_open(sock)
 
 
-class _SSLPool(SSLConnectionPool):
-    """:class:`_Pool`'s check for TLS connections."""
+class _Pool(_IdleCheck, ConnectionPool):
+    """The plain-HTTP pool with :class:`_IdleCheck`."""
 
-    def _is_socket_alive(self, sock: Any) -> bool:
-        return _idle_and_open(sock)
+
+class _SSLPool(_IdleCheck, SSLConnectionPool):
+    """The TLS pool with :class:`_IdleCheck`."""
 
 
 def _idle_and_open(sock: Any) -> bool:

@@ -166,6 +166,17 @@ class _StreamingResponse(HTTPSocketPoolResponse):
         return parts.pop() if len(parts) == 1 else _join_parts(parts)
 
 
+def _is_utf8(data: bytes | bytearray) -> bool:
+    # A delta of non-ASCII text (CJK, accents) is still one more delta: decoding the chunk
+    # checks it in C, where handing it to feed() would match and build it all over again.
+    # Invalid bytes do go to feed(), which raises the ProtocolError the SDK path gives.
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _join_parts(parts: list[bytearray]) -> bytes:
     data = b"".join(parts)
     parts.clear()
@@ -254,7 +265,7 @@ class FastTransport:
             watch.last = now = clock()  # every event in this read arrived by now
             # Most reads are one more delta of the block before: timed without an event.
             repeat = decoder.repeat
-            if repeat is not None and repeat(data) is not None and data.isascii():
+            if repeat is not None and repeat(data) is not None and (data.isascii() or _is_utf8(data)):
                 delta(decoder.delta_type, now)
                 continue
             for typed in feed(bytes(data)):

@@ -419,8 +419,9 @@ class StreamEventDecoder:
         # (a compiled pattern's fullmatch, C code) of a chunk that is exactly one more delta
         # of the same block with a non-empty payload without escapes, and its (index, type).
         # Most deltas of a stream arrive one per read like that; a reader that checks
-        # ``repeat(chunk)`` (and ``chunk.isascii()``, for valid UTF-8) knows the event
-        # without building it, and :meth:`feed` types it without the event regex.
+        # ``repeat(chunk)`` (and that the chunk is valid UTF-8: ``isascii()``, or decoding
+        # it) knows the event without building it, and :meth:`feed` types it without the
+        # event regex.
         self.repeat: Callable[[bytes | bytearray], re.Match[bytes] | None] | None = None
         self._delta_index = 0
         #: The delta type of the chunks :attr:`repeat` matches.

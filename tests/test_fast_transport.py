@@ -132,7 +132,7 @@ def test_repeat_matches_exactly_one_more_delta_of_the_block_before() -> None:
     repeat = decoder.repeat
     assert repeat is not None and decoder.delta_type == "thinking_delta"
     assert repeat(_delta_event(2, "thinking_delta", "next one", compact=True)) is not None
-    # Whether a payload is valid UTF-8 is the caller's to check (chunk.isascii(), or the long way).
+    # Whether a payload is valid UTF-8 is the caller's to check (chunk.isascii(), or decoding it).
     assert repeat(bytearray(_delta_event(2, "thinking_delta", "é", compact=True))) is not None
     for other in [
         _delta_event(2, "thinking_delta", "", compact=True),  # empty: times nothing, goes the long way

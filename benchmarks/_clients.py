@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import gevent
 import psutil
 
-from harness.health import PROBE_INTERVAL_S, LagHistogram
+from harness.health import LagHistogram, timer_overshoots
 
 Sink = list[tuple[str | None, list[float]]]
 FIRST_CALL_S = 1.5  # every stream has finished its first call (50 ms + 1 s) this long after it started
@@ -88,10 +88,8 @@ class Client:
 
 
 def _probe(lag: LagHistogram) -> None:
-    while True:
-        before = time.monotonic()
-        gevent.sleep(PROBE_INTERVAL_S)
-        lag.add(max(0.0, time.monotonic() - before - PROBE_INTERVAL_S))
+    for _, late in timer_overshoots():
+        lag.add(late)
 
 
 def _greenlets(n: int, target: Callable[[], None]) -> Client:

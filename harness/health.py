@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ __all__ = [
     "HealthSampler",
     "install",
     "sampler_of",
+    "timer_overshoots",
     "verdict",
 ]
 
@@ -160,15 +162,11 @@ class HealthSampler:
         return self._greenlet is not None and not self._greenlet.dead
 
     def _run(self) -> None:
-        clock, cpu_clock = time.monotonic, time.process_time
-        self._t0 = last_row = clock()
+        cpu_clock = time.process_time
+        self._t0 = last_row = time.monotonic()
         last_cpu = cpu_clock()
         second_max = 0.0
-        while True:
-            before = clock()
-            gevent.sleep(PROBE_INTERVAL_S)
-            now = clock()
-            lag = max(0.0, now - before - PROBE_INTERVAL_S)
+        for now, lag in timer_overshoots():
             if _in_flight(self.environment) and not self.stopping:
                 # Lag only falsifies a figure while a call is being timed; a start-up import
                 # with nothing in flight delays no measurement.
@@ -220,6 +218,20 @@ class HealthSampler:
         start = self._sent_rows
         self._sent_rows = len(self.series["t_s"])
         return {k: list(v[start:]) for k, v in self.series.items()}
+
+
+def timer_overshoots(interval_s: float = PROBE_INTERVAL_S) -> Iterator[tuple[float, float]]:
+    """Sleep ``interval_s`` again and again; yield each wake-up's time and how late it came.
+
+    The lateness is the gevent loop lag: how long a greenlet that became ready waited for
+    its turn. Used by the sampler, and by the benchmark's bare clients as their probe.
+    """
+    clock = time.monotonic
+    while True:
+        before = clock()
+        gevent.sleep(interval_s)
+        now = clock()
+        yield now, max(0.0, now - before - interval_s)
 
 
 def _in_flight(environment: Environment) -> int:

@@ -20,21 +20,31 @@ import psutil
 from harness.health import LagHistogram, timer_overshoots
 
 Sink = list[tuple[str | None, list[float]]]
+GOLDEN = (5**0.5 - 1) / 2
 FIRST_CALL_S = 1.5  # every stream has finished its first call (50 ms + 1 s) this long after it started
 DRAIN_S = 1.2  # calls in flight when the window closes finish, so their deltas inside it are counted
 PROMPT = "Write a short poem."
 
 
 def run(
-    mode: str, url: str, streams: int, seconds: float, *, model: str, max_tokens: int, ramp_s: float
+    mode: str,
+    url: str,
+    streams: int,
+    seconds: float,
+    *,
+    model: str,
+    max_tokens: int,
+    ramp_s: float,
+    gap_s: float,
 ) -> dict[str, Any]:
-    """One mode's figures; its streams start evenly spread over ``ramp_s`` (0: all at once)."""
+    """One mode's figures; its streams start as :func:`start_offsets` says (``ramp_s`` 0: all at once)."""
     process = psutil.Process()
     sink: Sink = []
     client = _MODES[mode](url, streams, sink, model, max_tokens)
     rss0 = process.memory_info().rss
-    client.start(ramp_s)
-    gevent.sleep(ramp_s + FIRST_CALL_S)
+    offsets = start_offsets(streams, ramp_s, gap_s)
+    client.start(offsets)
+    gevent.sleep(max(offsets) + FIRST_CALL_S)
     lag = client.lag_window()
     w0, c0 = time.monotonic(), time.process_time()
     gevent.sleep(seconds)
@@ -61,6 +71,19 @@ def run(
     }
 
 
+def start_offsets(n: int, ramp_s: float, gap_s: float) -> list[float]:
+    """When each of ``n`` streams starts: spread over ``ramp_s``, their deltas out of step.
+
+    Evenly spaced starts alone keep streams in step: 100 streams over 1 s start 10 ms
+    apart, so with deltas 20 ms apart every delta comes in one of two bursts of 50, and
+    10 streams 100 ms apart all come in one. A golden-ratio share of ``gap_s`` added to
+    each start spreads the deltas' phases evenly over the gap, as unrelated clients' are.
+    """
+    if ramp_s <= 0:
+        return [0.0] * n  # the lockstep worst case
+    return [i * ramp_s / n + gap_s * ((i * GOLDEN) % 1.0) for i in range(n)]
+
+
 class Client:
     """One mode's streams: started, measured for loop lag over the window, stopped.
 
@@ -70,7 +93,7 @@ class Client:
     timer wake-up costs ~0.2 ms of CPU, several µs per delta at 10 streams).
     """
 
-    def __init__(self, start: Callable[[float], None], stop: Callable[[], None]) -> None:
+    def __init__(self, start: Callable[[list[float]], None], stop: Callable[[], None]) -> None:
         self.start, self.stop = start, stop
         self._probe: gevent.Greenlet[Any, Any] | None = None
 
@@ -95,8 +118,8 @@ def _probe(lag: LagHistogram) -> None:
 def _greenlets(n: int, target: Callable[[], None]) -> Client:
     group: list[gevent.Greenlet[Any, Any]] = []
 
-    def start(ramp_s: float) -> None:
-        group.extend(gevent.spawn_later(i * ramp_s / n, target) for i in range(n))
+    def start(offsets: list[float]) -> None:
+        group.extend(gevent.spawn_later(offset, target) for offset in offsets)
 
     def stop() -> None:
         gevent.killall(group, block=True, timeout=5)
@@ -188,7 +211,7 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
         from harness import AnthropicUser, HarnessOptions, attach, health
         from harness.measure import CallRecord
 
-        gap = [0.0]
+        offsets: list[float] = []
         order = itertools.count()
 
         class Bench(AnthropicUser):
@@ -196,7 +219,7 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
                 # Locust starts a tick's users in the same instant (its dispatcher spawns
                 # floor(rate) users per second at once); each waits its turn here, so the
                 # streams start spread exactly as the other modes' do.
-                gevent.sleep(next(order) * gap[0])
+                gevent.sleep(offsets[next(order)])
 
         Bench.model, Bench.max_tokens, Bench.prompt = model, max_tokens, PROMPT
         env = Environment(user_classes=[Bench], host=url)
@@ -214,8 +237,8 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
         assert env.runner is not None
         runner = env.runner
 
-        def start(ramp_s: float) -> None:
-            gap[0] = ramp_s / n
+        def start(at: list[float]) -> None:
+            offsets[:] = at
             runner.start(n, spawn_rate=n * 100)
 
         return _HarnessClient(start, runner.quit, wiring)
@@ -226,7 +249,7 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
 class _HarnessClient(Client):
     """The harness measures its own loop lag: its sampler's histogram, restarted for the window."""
 
-    def __init__(self, start: Callable[[float], None], stop: Callable[[], None], wiring: Any) -> None:
+    def __init__(self, start: Callable[[list[float]], None], stop: Callable[[], None], wiring: Any) -> None:
         super().__init__(start, stop)
         self._wiring = wiring
 

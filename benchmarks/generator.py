@@ -8,8 +8,9 @@
 The simulator runs pinned to one core with a ground-truth ``--trace`` (its own
 ``time.monotonic()`` of every first and last delta written); each point runs one client
 process pinned to the other core, N concurrent streams of 50 deltas 20 ms apart, back to
-back, started evenly over ``--ramp`` seconds (default 1: real streams are not in phase; with
-0 every stream starts at once and their deltas arrive in lockstep bursts, the worst case).
+back, started evenly over ``--ramp`` seconds with their deltas' phases spread over the 20 ms
+between deltas (default 1: real streams are not in phase; with 0 every stream starts at
+once and their deltas arrive in lockstep bursts, the worst case).
 CLOCK_MONOTONIC is one clock for every process of a host, so joining the client's
 records with the trace by request-id gives how late the client stamped each delta.
 
@@ -259,7 +260,14 @@ def child(args: argparse.Namespace) -> int:
     from benchmarks import _clients
 
     result = _clients.run(
-        args.child, args.url, int(args.streams), args.seconds, model=MODEL, max_tokens=DELTAS, ramp_s=args.ramp
+        args.child,
+        args.url,
+        int(args.streams),
+        args.seconds,
+        model=MODEL,
+        max_tokens=DELTAS,
+        ramp_s=args.ramp,
+        gap_s=GAP_S,
     )
     print(json.dumps(result))
     return 0

@@ -11,7 +11,7 @@ delays no measurement. Nor does a stall once the run stops, whose calls end canc
 
 At test stop the verdict goes into ``summary.json`` under ``generator``: a process whose
 loop-lag p99 exceeds ``--generator-max-lag-ms`` (default 10 ms) or whose mean CPU use
-reaches ``--generator-max-cpu`` (default 90 % of one core) is **generator-bound — latency
+reaches ``--generator-max-cpu`` (default 80 % of one core) is **generator-bound — latency
 figures not trustworthy**, with the reason and what to do. The terminal gets one warning
 line at the very end, and ``--fail-on-generator-bound`` turns the verdict into exit code 4
 for pipelines. Workers send their rows to the master with Locust's own worker reports.
@@ -60,7 +60,12 @@ ADVICE = (
 PROBE_INTERVAL_S = 0.05
 SAMPLE_INTERVAL_S = 1.0
 DEFAULT_MAX_LAG_MS = 10.0
-DEFAULT_MAX_CPU = 90.0
+# Not Locust's 90 %: in benchmarks/generator.py the fast transport at 1,000 streams ran at
+# 87-90 % of a core with TTFT error p99 12-21 ms against ground truth, more than the lag
+# threshold allows, while the verdict's loop-lag p99 stayed under 10 ms in four runs of
+# five; at 43-59 % the error p99 was 0.7-3.7 ms. Near a full core, bursts of deltas queue
+# behind each other between the lag probes.
+DEFAULT_MAX_CPU = 80.0
 
 # Loop lag histogram: 0.1 ms buckets up to 2 s (anything later counts in the last one and in max),
 # so a day-long run keeps the same 160 KB instead of a sample per probe.

@@ -11,7 +11,7 @@ from locust.env import Environment
 
 from harness import AnthropicUser, HarnessOptions, attach
 from harness.exitcodes import EXIT_GENERATOR_BOUND
-from harness.health import GENERATOR_BOUND, HealthOptions, LagHistogram, install
+from harness.health import GENERATOR_BOUND, HealthOptions, LagHistogram, install, verdict
 
 from .test_cli import ROOT, locust
 
@@ -92,6 +92,17 @@ def test_lag_histogram_percentiles() -> None:
     assert p99 is not None and 0.05 <= p99 <= 0.0501 + 1e-12
     assert lag.percentile(100) == 3.0 and lag.max_s == 3.0
     assert LagHistogram().percentile(99) is None
+
+
+def test_mean_cpu_at_the_default_threshold_marks_a_process_generator_bound() -> None:
+    def process(cpu: float) -> dict[str, Any]:
+        return {"loop_lag_s": {"p99": 0.002}, "cpu_percent": {"mean": cpu}}
+
+    # 87-90 % of a core already cost 12-21 ms of TTFT error p99 in benchmarks/generator.py.
+    busy = verdict({"local": process(85.0)}, HealthOptions())
+    assert busy["generator_bound"] and busy["reasons"] == ["local: CPU 85% of one core (mean) >= 80%"]
+    assert not verdict({"local": process(75.0)}, HealthOptions())["generator_bound"]
+    assert not verdict({"local": process(85.0)}, HealthOptions(max_cpu_percent=90.0))["generator_bound"]
 
 
 def test_fail_on_generator_bound_exits_4_with_one_warning_line_last(tmp_path: Path) -> None:

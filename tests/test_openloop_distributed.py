@@ -2,7 +2,8 @@
 
 The master runs the stages and no arrivals; each worker arrives at half the rate with its
 own seed, so the master's ``requests.jsonl`` holds the asked total, about half from each
-worker, each worker on its own constant schedule of 2/6 s.
+worker, each worker on its own constant schedule of 2/6 s. With ``--arrival poisson`` and
+two stages, both workers follow the stage change and draw their own random gaps.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ LOCUSTFILE = ROOT / "tests" / "openloop_locustfile.py"
 RATE, DURATION_S, WARMUP_S = 6.0, 4.0, 1.0
 
 
-def test_processes_2_split_an_open_loop_rate_to_the_asked_total(tmp_path: Path) -> None:
+def run_two_processes(tmp_path: Path, arrival: list[str]) -> Path:
+    """``locust --processes 2`` with these arrival options against the simulator; the report dir."""
     out, log = tmp_path / "out", tmp_path / "m.log"
     with SimulatorProcess(["--seed", "5", "--ttft", "0.02", "--tps", "2000"]) as sim, open(log, "wb") as sink:
-        args = ["--headless", "--processes", "2", "--arrival", "constant", "--rate", f"{RATE:g}"]
+        args = ["--headless", "--processes", "2", *arrival]
         args += ["--stage-duration", f"{DURATION_S:g}s", "--warmup", f"{WARMUP_S:g}s"]
         args += ["--host", str(sim.url), "--report-dir", str(out)]
         proc = subprocess.Popen(
@@ -44,7 +46,11 @@ def test_processes_2_split_an_open_loop_rate_to_the_asked_total(tmp_path: Path) 
             proc.wait()
             code = None
     assert code == 0, log.read_text()[-3000:]
+    return out
 
+
+def test_processes_2_split_an_open_loop_rate_to_the_asked_total(tmp_path: Path) -> None:
+    out = run_two_processes(tmp_path, ["--arrival", "constant", "--rate", f"{RATE:g}"])
     records = read_jsonl(out / "requests.jsonl")
     assert {r["stage"] for r in records} == {"r6"}
     measured = [r for r in records if not r["warmup"]]
@@ -65,3 +71,29 @@ def test_processes_2_split_an_open_loop_rate_to_the_asked_total(tmp_path: Path) 
     # The workers' arrivals reach the master's stage table.
     assert 0.8 * asked <= int(row["arrivals"]) <= 1.2 * asked, row["arrivals"]
     assert int(row["dropped"]) == 0
+
+
+def test_processes_2_follow_poisson_stages_each_on_its_own_random_schedule(tmp_path: Path) -> None:
+    rates = (10.0, 30.0)
+    out = run_two_processes(tmp_path, ["--arrival", "poisson", "--rate", ",".join(f"{r:g}" for r in rates)])
+    records = [r for r in read_jsonl(out / "requests.jsonl") if not r["warmup"]]
+    rows = {row["stage"]: row for row in csv.DictReader((out / "stages.csv").open())}
+    assert sorted(rows) == ["r10", "r30"], sorted(rows)
+    schedules: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for rate in rates:
+        stage = f"r{rate:g}"
+        calls = [r for r in records if r["stage"] == stage]
+        asked = rate * (DURATION_S - WARMUP_S)
+        # Poisson counts: 30 and 90 asked, so 0.5-1.5x is more than four standard deviations.
+        assert 0.5 * asked <= len(calls) <= 1.5 * asked, (stage, len(calls), asked)
+        assert float(rows[stage]["offered"]) == rate
+        for r in calls:
+            schedules[r["worker"], stage].append(r["t_scheduled"])
+    assert len(schedules) == 4, sorted(schedules)  # both workers in both stages
+    gaps = {key: [b - a for a, b in itertools.pairwise(sorted(times))] for key, times in schedules.items()}
+    for key, stage_gaps in gaps.items():
+        # Poisson gaps vary (coefficient of variation near 1); a constant schedule's would not.
+        assert statistics.pstdev(stage_gaps) > 0.4 * statistics.fmean(stage_gaps), key
+    # Each worker draws its own gaps: neither schedule is the other's.
+    (a, b) = sorted(worker for worker, stage in gaps if stage == "r30")
+    assert [round(g, 4) for g in gaps[a, "r30"][:10]] != [round(g, 4) for g in gaps[b, "r30"][:10]]

@@ -39,8 +39,10 @@ DELTA_GAP_S = 0.010
 DELTAS = 20
 
 
-def sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+def sse(event: str, data: dict[str, Any], *, compact: bool = False) -> bytes:
+    """One event; ``compact`` writes its JSON as the API does (no spaces, UTF-8 unescaped)."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False) if compact else json.dumps(data)
+    return f"event: {event}\ndata: {text}\n\n".encode()
 
 
 def message_start(model: str, usage: bool = True) -> bytes:
@@ -63,11 +65,12 @@ def block_start(index: int, kind: str = "text") -> bytes:
     return sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
 
 
-def delta(index: int, kind: str, payload: str) -> bytes:
+def delta(index: int, kind: str, payload: str, *, compact: bool = False) -> bytes:
     field = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}[kind]
     return sse(
         "content_block_delta",
         {"type": "content_block_delta", "index": index, "delta": {"type": kind, field: payload}},
+        compact=compact,
     )
 
 
@@ -202,10 +205,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def script_bad_utf8(self, model: str) -> None:
         self.chunk(message_start(model) + block_start(0))
-        good = (
-            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
-            b'"delta":{"type":"text_delta","text":"ok"}}\n\n'
-        )
+        good = delta(0, "text_delta", "ok", compact=True)
         for payload in (b"ok", b"ok", b"\xff\xfe"):
             self.chunk(good.replace(b'"ok"', b'"%s"' % payload))
             time.sleep(DELTA_GAP_S)
@@ -228,24 +228,17 @@ class Handler(BaseHTTPRequestHandler):
         self.end()
 
     def script_compact(self, model: str) -> None:
-        def compact(event: str, data: dict[str, Any]) -> bytes:
-            return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
-
-        def delta_of(index: int, kind: str, field: str, payload: str) -> bytes:
-            body = {"type": kind, field: payload}
-            return compact("content_block_delta", {"type": "content_block_delta", "index": index, "delta": body})
-
         self.chunk(message_start(model) + block_start(0, "thinking"))
         time.sleep(0.100)
         for payload in ["", "t0 ", "t1 ", "", "t2 "]:
-            self.chunk(delta_of(0, "thinking_delta", "thinking", payload))
+            self.chunk(delta(0, "thinking_delta", payload, compact=True))
             time.sleep(DELTA_GAP_S)
-        self.chunk(delta_of(0, "signature_delta", "signature", "sig"))
-        self.chunk(delta_of(0, "signature_delta", "signature", "sig2"))
+        self.chunk(delta(0, "signature_delta", "sig", compact=True))
+        self.chunk(delta(0, "signature_delta", "sig2", compact=True))
         self.chunk(block_stop(0) + block_start(1))
         time.sleep(0.100)
         for payload in ["", "w0 ", "w1 ", "déjà ", "w2 ", 'say "hi" ', "w3 ", "🙂", "w4"]:
-            self.chunk(delta_of(1, "text_delta", "text", payload))
+            self.chunk(delta(1, "text_delta", payload, compact=True))
             time.sleep(DELTA_GAP_S)
         self.chunk(block_stop(1) + message_end(15))
         self.end()

@@ -14,6 +14,7 @@ from harness.exitcodes import EXIT_GENERATOR_BOUND
 from harness.health import GENERATOR_BOUND, HealthOptions, LagHistogram, install, verdict
 
 from .test_cli import ROOT, locust
+from .test_report import _report_data
 
 
 class Timed(AnthropicUser):
@@ -118,6 +119,11 @@ def test_fail_on_generator_bound_exits_4_with_one_warning_line_last(tmp_path: Pa
     assert sum(GENERATOR_BOUND in line for line in result.stderr.splitlines()) == 1
     summary = (tmp_path / "summary.json").read_text()
     assert '"generator-bound"' in summary
+    # The report says it too, with the reason and the fix, above its figures.
+    shown = _report_data(tmp_path / "report.html")["generator"]
+    assert shown["generator_bound"] is True and shown["reasons"][0].startswith("local: event-loop lag p99")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert '<div class="card bound"><div class="k">load generator</div><div class="v">generator-bound</div>' in page
 
 
 def test_bad_thresholds_stop_the_run_with_one_line() -> None:

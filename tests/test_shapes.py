@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from argparse import Namespace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from harness.errors import ConfigError
 from harness.shapes import ShapeOptions, parse_duration
 
 from .test_cli import ROOT, locust
+from .test_report import _report_data
 from .test_stages_helpers import shaped_run
 
 
@@ -82,6 +84,13 @@ def test_cli_stepped_run_prints_the_table_knee_and_max_sustainable_load(tmp_path
     assert "Traceback" not in log
     for name in ("requests.jsonl", "summary.json", "stages.csv", "report.html"):
         assert (out / name).stat().st_size > 0, name
+    # The report carries the run's generator verdict and plots each second's lag and CPU.
+    generator = json.loads((out / "summary.json").read_text())["generator"]
+    shown = _report_data(out / "report.html")["generator"]
+    assert shown["verdict"] == generator["verdict"] and shown["reasons"] == generator["reasons"]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "event-loop lag, worst in each second (ms)" in page
+    assert json.dumps(generator["processes"]["local"]["series"]["cpu_percent"][0]) in page
 
 
 def test_cli_bad_stage_option_stops_before_load_with_one_line(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "compare_latency_vs_load",
     "compare_throughput_latency",
     "errors_by_class",
+    "generator_health",
     "latency_vs_load",
     "throughput_latency",
     "timeline",
@@ -251,6 +252,43 @@ def timeline(run: Run) -> go.Figure:
         )
     fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 80}}, barmode="stack", height=660)
     fig.update_xaxes(title="seconds since the run started (grey: warm-up, left out of the figures)", row=3, col=1)
+    return fig
+
+
+def generator_health(run: Run) -> go.Figure | None:
+    """Each load-generating process over the run: its worst event-loop lag and its CPU per second.
+
+    ``None`` when the summary holds no generator section (a run of an older version).
+    The dashed lines are the verdict's thresholds (its lag test is on the p99 of all
+    probes, so a second's worst may pass the line while the run stays ok).
+    """
+    generator = run.summary.get("generator") or {}
+    series = {name: doc["series"] for name, doc in (generator.get("processes") or {}).items() if doc.get("series")}
+    if not series:
+        return None
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("event-loop lag, worst in each second (ms)", "CPU (% of one core)"),
+    )
+    for i, (name, values) in enumerate(sorted(series.items())):
+        color, t = PALETTE[i % len(PALETTE)], list(values["t_s"])
+        lag = [_ms(v) for v in values["loop_lag_max_s"]]
+        fig.add_trace(go.Scatter(x=t, y=lag, mode="lines", name=f"{name}: lag", line={"color": color}), row=1, col=1)
+        cpu = list(values["cpu_percent"])
+        fig.add_trace(
+            go.Scatter(x=t, y=cpu, mode="lines", name=f"{name}: CPU", line={"color": color, "dash": "dot"}),
+            row=1,
+            col=2,
+        )
+    limits = generator.get("thresholds") or {}
+    if limits.get("loop_lag_p99_s") is not None:
+        fig.add_hline(y=_ms(limits["loop_lag_p99_s"]), line={"color": PALETTE[3], "dash": "dash"}, row=1, col=1)
+    if limits.get("cpu_percent_mean") is not None:
+        fig.add_hline(y=limits["cpu_percent_mean"], line={"color": PALETTE[3], "dash": "dash"}, row=1, col=2)
+    fig.update_xaxes(title="seconds since the test started")
+    title = f"Load generator: {generator.get('message', '')}"
+    fig.update_layout(**LAYOUT, title=title, height=380)
     return fig
 
 

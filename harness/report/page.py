@@ -30,7 +30,7 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8p
 .card .k { color: #666; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 .card .v { font-size: 22px; font-weight: 600; margin-top: 2px; }
 .card .n { color: #555; font-size: 12px; margin-top: 2px; max-width: 360px; }
-.knee .v { color: #c62828; } .best .v { color: #2e7d32; }
+.knee .v, .bound .v { color: #c62828; } .best .v { color: #2e7d32; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 6px 0; }
 th, td { border-bottom: 1px solid #e4e4e4; padding: 4px 9px; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
@@ -41,6 +41,10 @@ tr.knee td { background: #fdecea; } tr.breach td { color: #999; }
 
 def _fig_html(fig: go.Figure) -> str:
     return str(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
+
+
+def _optional(fig: go.Figure | None) -> list[str]:
+    return [] if fig is None else [_fig_html(fig)]
 
 
 def _page(title: str, body: Iterable[str], data: Mapping[str, Any]) -> str:
@@ -110,6 +114,14 @@ def _cards(run: Run) -> str:
                 f"completion p95 {_ms(o['completion_s']['p95'])} ms",
             )
         )
+    generator = run.summary.get("generator")
+    if generator:
+        bound = bool(generator.get("generator_bound"))
+        if bound:
+            note = "; ".join(generator.get("reasons") or []) + f". Fix: {generator.get('advice')}"
+            cards.append(_card("bound", "load generator", "generator-bound", note))
+        else:
+            cards.append(_card("", "load generator", "ok", str(generator.get("message", ""))))
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
@@ -194,8 +206,15 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+_VERDICT_KEYS = ("verdict", "generator_bound", "message", "reasons", "advice", "thresholds")
+
+
 def _run_data(run: Run) -> dict[str, Any]:
-    return {"name": run.name, "stages": run.rows, "load_analysis": run.analysis["load_analysis"]}
+    generator = run.summary.get("generator")
+    data = {"name": run.name, "stages": run.rows, "load_analysis": run.analysis["load_analysis"]}
+    if generator:
+        data["generator"] = {k: generator.get(k) for k in _VERDICT_KEYS}
+    return data
 
 
 def run_page(run: Run) -> str:
@@ -217,6 +236,7 @@ def run_page(run: Run) -> str:
         "<h2>Over time</h2>",
         _fig_html(figures.timeline(run)),
         _fig_html(figures.errors_by_class(run)),
+        *_optional(figures.generator_health(run)),
         "<h2>Run configuration</h2>",
         _config_table(run),
     ]

@@ -106,6 +106,8 @@ class Stage:
 
 
 def offered_text(kind: str, offered: float) -> str:
+    if offered <= 0:
+        return "not shaped"  # the whole run of a run without a load shape: no one offered load
     if kind == "rate":
         return f"{offered:g} req/s"
     return f"{offered:g} user" + ("" if offered == 1 else "s")

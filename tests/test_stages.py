@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from harness.measure import CallRecord
-from harness.stages import LATE_AFTER_S, find_knee, format_table
+from harness.stages import LATE_AFTER_S, find_knee, format_table, offered_text
 from harness.summary import percentile
 
 from .test_stages_helpers import MAX_BATCH, stepped_run
@@ -108,3 +108,10 @@ def test_summary_has_the_stage_blocks_slos_can_scope() -> None:
     results = evaluate([parse_slo("stage=u1:ttft_p95<10s"), parse_slo("stage=u8:error_rate<1%")], run.summary)
     assert all(r.measured is not None for r in results)
     assert all(r.passed for r in results)
+
+
+def test_offered_load_reads_as_users_or_a_rate_and_the_unshaped_whole_run_as_such() -> None:
+    assert offered_text("users", 1.0) == "1 user" and offered_text("users", 4.0) == "4 users"
+    assert offered_text("rate", 2.5) == "2.5 req/s"
+    # The one stage of a run without a load shape has no offered load; "0 users" would be false.
+    assert offered_text("users", 0.0) == "not shaped"

@@ -119,6 +119,10 @@ def _greenlets(n: int, target: Callable[[], None]) -> Client:
     group: list[gevent.Greenlet[Any, Any]] = []
 
     def start(offsets: list[float]) -> None:
+        # libev times a new timer from the loop's cached "now", which is as old as the
+        # loop's last iteration: here, before the mode's imports (~1 s for the SDK), so
+        # without this every stream would start at once, in lockstep, whatever its offset.
+        gevent.get_hub().loop.update_now()
         group.extend(gevent.spawn_later(offset, target) for offset in offsets)
 
     def stop() -> None:
@@ -212,6 +216,7 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
         from harness.measure import CallRecord
 
         offsets: list[float] = []
+        t0 = [0.0]
         order = itertools.count()
 
         class Bench(AnthropicUser):
@@ -219,7 +224,8 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
                 # Locust starts a tick's users in the same instant (its dispatcher spawns
                 # floor(rate) users per second at once); each waits its turn here, so the
                 # streams start spread exactly as the other modes' do.
-                gevent.sleep(offsets[next(order)])
+                gevent.get_hub().loop.update_now()
+                gevent.sleep(max(0.0, t0[0] + offsets[next(order)] - time.monotonic()))
 
         Bench.model, Bench.max_tokens, Bench.prompt = model, max_tokens, PROMPT
         env = Environment(user_classes=[Bench], host=url)
@@ -239,6 +245,7 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
 
         def start(at: list[float]) -> None:
             offsets[:] = at
+            t0[0] = time.monotonic()
             runner.start(n, spawn_rate=n * 100)
 
         return _HarnessClient(start, runner.quit, wiring)

@@ -122,6 +122,7 @@ def _greenlets(n: int, target: Callable[[], None]) -> Client:
         # libev times a new timer from the loop's cached "now", which is as old as the
         # loop's last iteration: here, before the mode's imports (~1 s for the SDK), so
         # without this every stream would start at once, in lockstep, whatever its offset.
+        # (gevent.sleep refreshes it itself; spawn_later does not.)
         gevent.get_hub().loop.update_now()
         group.extend(gevent.spawn_later(offset, target) for offset in offsets)
 
@@ -224,7 +225,6 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
                 # Locust starts a tick's users in the same instant (its dispatcher spawns
                 # floor(rate) users per second at once); each waits its turn here, so the
                 # streams start spread exactly as the other modes' do.
-                gevent.get_hub().loop.update_now()
                 gevent.sleep(max(0.0, t0[0] + offsets[next(order)] - time.monotonic()))
 
         Bench.model, Bench.max_tokens, Bench.prompt = model, max_tokens, PROMPT

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import ssl
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -200,7 +201,12 @@ class FastTransport:
             "network_timeout": config.timeout_s,
         }
         if tls:
-            self._pool: ConnectionPool = _SSLPool(host, port, host, port, insecure=not config.verify_tls, **pool_args)
+            pool = _SSLPool(host, port, host, port, insecure=not config.verify_tls, **pool_args)
+            if not config.verify_tls:
+                # geventhttpclient's `insecure` only stops the host-name check: the certificate
+                # would still be verified, and a self-signed endpoint refused.
+                pool.ssl_context.verify_mode = ssl.CERT_NONE
+            self._pool: ConnectionPool = pool
         else:
             self._pool = _Pool(host, port, host, port, **pool_args)
         authority = host if port == (443 if tls else 80) else f"{host}:{port}"

@@ -154,12 +154,14 @@ class TLSUser(AnthropicUser):
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-def test_tls_is_verified_unless_insecure(https_url: str) -> None:
-    verified = run_local([TLSUser], https_url, seconds=1.0, options=HarnessOptions())
+@pytest.mark.parametrize("transport", ["sdk", "fast"])
+def test_tls_is_verified_unless_insecure(https_url: str, transport: str) -> None:
+    verified = run_local([TLSUser], https_url, seconds=1.0, options=HarnessOptions(transport=transport))
     assert [r.outcome for r in verified.records] == ["connection"]
     assert "CERTIFICATE_VERIFY_FAILED" in (verified.records[0].error_message or "")
-    insecure = run_local([TLSUser], https_url, seconds=1.0, options=HarnessOptions(insecure=True))
+    insecure = run_local([TLSUser], https_url, seconds=1.0, options=HarnessOptions(insecure=True, transport=transport))
     assert [r.outcome for r in insecure.records] == ["ok"]
+    assert insecure.records[0].output_tokens == 3  # the control stream read to its end over TLS
 
 
 def test_insecure_prints_a_warning(tmp_path: Path) -> None:

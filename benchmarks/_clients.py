@@ -269,7 +269,11 @@ class _HarnessClient(Client):
 
     def verdict(self) -> str:
         last = self._wiring.last
-        return "" if last is None else str(last["verdict"])
+        if last is None:
+            return ""
+        # The verdict's own measure of first tokens, beside the benchmark's ground truth.
+        late = last["processes"].get("local", {}).get("first_token_late_s")
+        return str(last["verdict"]) + (f" (first tokens late p99 {late['p99'] * 1000:.1f} ms)" if late else "")
 
 
 _MODES: dict[str, Callable[[str, int, Sink, str, int], Client]] = {

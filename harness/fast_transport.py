@@ -30,7 +30,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import socket
 import ssl
+import struct
+import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +45,7 @@ from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError, HTTPSocketPoolResponse
 
 from harness.errors import CallError, ProtocolError
+from harness.health import FIRST_TOKEN_LATE
 from harness.measure import (
     CONNECTION,
     TIMEOUT,
@@ -67,6 +71,10 @@ USER_AGENT = "llm-loadtest-harness (geventhttpclient)"
 _parse = HTTPResponseParser.feed
 # The blocking select.select, whether or not gevent has patched the module.
 _select = monkey.get_original("select", "select")
+# Linux's receive timestamps in nanoseconds (asm-generic value; Python does not name it).
+_SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 class _HeaderDict(dict[str, str]):
@@ -104,7 +112,19 @@ class _IdleCheck:
 
 
 class _Pool(_IdleCheck, ConnectionPool):
-    """The plain-HTTP pool with :class:`_IdleCheck`."""
+    """The plain-HTTP pool with :class:`_IdleCheck`, its connections stamped by the kernel.
+
+    The kernel stamps every segment it receives (``SO_TIMESTAMPNS``), so the read of a
+    call's first token can say how long the token waited in this process before it was
+    stamped: the generator's own share of that TTFT (:data:`harness.health.FIRST_TOKEN_LATE`).
+    """
+
+    def _connect_socket(self, sock: Any, address: Any) -> Any:
+        sock = super()._connect_socket(sock, address)
+        if _SO_TIMESTAMPNS is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        return sock
 
 
 class _SSLPool(_IdleCheck, SSLConnectionPool):
@@ -152,28 +172,67 @@ class _StreamingResponse(HTTPSocketPoolResponse):
         """
         parts = self._parts
         while not parts:
-            if self.message_complete:
-                return b""
-            sock = self._sock
+            sock = self._socket()
             if sock is None:
-                raise HTTPConnectionClosed("connection released before the end of the body")
+                return b""
             if self._wait_first:
                 # The last read emptied the socket: a recv now would nearly always find nothing
                 # and pay for a failed syscall and the exception gevent raises and catches for
                 # it (~10 % of a streamed delta's CPU) before waiting anyway. Wait first.
                 sock._wait(sock._read_event)
-            data = sock.recv(self.block_size)
-            self._wait_first = self._plain and len(data) < self.block_size
-            if not data:
-                self.feed(b"")  # lets the parser end a body that is delimited by the close
-                if not self.message_complete:
-                    raise HTTPConnectionClosed("connection closed before the end of the body")
-                continue
-            # The C parser itself: HTTPResponse.feed only adds a rescue for a HEAD response's
-            # stray body, and this is a POST's.
-            _parse(self, data)
+            self._parsed(sock.recv(self.block_size))
         # Each part is a fresh bytearray of the parser's: the caller may keep it.
         return parts.pop() if len(parts) == 1 else _join_parts(parts)
+
+    def read_timed(self) -> tuple[bytes | bytearray, float | None]:
+        """:meth:`read_some`, with when the kernel received those bytes (``time.time()``) if known.
+
+        Known for bytes read here from a plain socket of :class:`_Pool`; not for bytes that
+        came with the response head, nor over TLS.
+        """
+        parts = self._parts
+        arrived = None
+        while not parts:
+            sock = self._socket()
+            if sock is None:
+                return b"", None
+            if not self._plain:
+                return self.read_some(), None
+            if self._wait_first:
+                sock._wait(sock._read_event)
+            # One byte first: a read's timestamp is that of the last segment it takes, and
+            # after a stall that is the newest one; the first waiting byte's says how long
+            # the oldest bytes waited. The rest of what has arrived follows without waiting.
+            data, ancillary, _, _ = sock.recvmsg(1, _ANCILLARY)
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                    arrived = seconds + nanoseconds * 1e-9
+            if data:
+                with contextlib.suppress(BlockingIOError):
+                    data += sock._sock.recv(self.block_size - 1)
+            self._parsed(data)
+        return (parts.pop() if len(parts) == 1 else _join_parts(parts)), arrived
+
+    def _socket(self) -> Any:
+        # The socket to read the body from; None once the body is complete.
+        if self.message_complete:
+            return None
+        sock = self._sock
+        if sock is None:
+            raise HTTPConnectionClosed("connection released before the end of the body")
+        return sock
+
+    def _parsed(self, data: bytes) -> None:
+        self._wait_first = self._plain and len(data) < self.block_size
+        if not data:
+            self.feed(b"")  # lets the parser end a body that is delimited by the close
+            if not self.message_complete:
+                raise HTTPConnectionClosed("connection closed before the end of the body")
+            return
+        # The C parser itself: HTTPResponse.feed only adds a rescue for a HEAD response's
+        # stray body, and this is a POST's.
+        _parse(self, data)
 
 
 def _is_utf8(data: bytes | bytearray) -> bool:
@@ -272,19 +331,33 @@ class FastTransport:
     def _stream(response: _StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
         decoder = StreamEventDecoder()
         feed, event, delta = decoder.feed, measurement.event, measurement.content_delta
-        read, clock = response.read_some, time.monotonic
-        while True:
-            data = read()
+        clock = time.monotonic
+        # Until the first token, each read also says when its bytes reached this host: how
+        # long the token waited here before it was stamped is the generator's share of TTFT.
+        while measurement.t_first_token is None:
+            data, arrived = response.read_timed()
             if not data:
                 break
             watch.last = now = clock()  # every event in this read arrived by now
-            # Most reads are one more delta of the block before: timed without an event.
-            repeat = decoder.repeat
-            if repeat is not None and repeat(data) is not None and (data.isascii() or _is_utf8(data)):
-                delta(decoder.delta_type, now)
-                continue
+            wall = time.time()
             for typed in feed(bytes(data)):
                 event(typed, now)
+            if arrived is not None and measurement.t_first_token is not None:
+                FIRST_TOKEN_LATE.add(wall - arrived)
+        else:  # the first token came (a body that ended first skips this)
+            read = response.read_some
+            while True:
+                data = read()
+                if not data:
+                    break
+                watch.last = now = clock()
+                # Most reads are one more delta of the block before: timed without an event.
+                repeat = decoder.repeat
+                if repeat is not None and repeat(data) is not None and (data.isascii() or _is_utf8(data)):
+                    delta(decoder.delta_type, now)
+                    continue
+                for typed in feed(bytes(data)):
+                    event(typed, now)
         for typed in decoder.flush():
             event(typed, clock())
         measurement.stream_ended()

@@ -8,9 +8,12 @@ read — and once a second records a row of the time series: loop lag, CPU use o
 process (percent of one core), calls in flight and resident memory. Lag and CPU count
 only while calls are in flight: an idle process (start-up imports, users between calls)
 delays no measurement. Nor does a stall once the run stops, whose calls end cancelled.
+The fast transport adds a measure taken on the reads themselves: how long each call's
+first token waited in the socket before it was stamped (:data:`FIRST_TOKEN_LATE`).
 
 At test stop the verdict goes into ``summary.json`` under ``generator``: a process whose
-loop-lag p99 exceeds ``--generator-max-lag-ms`` (default 10 ms) or whose mean CPU use
+loop-lag p99 or first-token lateness p99 exceeds ``--generator-max-lag-ms`` (default
+10 ms) or whose mean CPU use
 reaches ``--generator-max-cpu`` (default 80 % of one core) is **generator-bound — latency
 figures not trustworthy**, with the reason and what to do. The terminal gets one warning
 line at the very end, and ``--fail-on-generator-bound`` turns the verdict into exit code 4
@@ -41,6 +44,7 @@ from harness.exitcodes import EXIT_GENERATOR_BOUND
 
 __all__ = [
     "EXIT_GENERATOR_BOUND",
+    "FIRST_TOKEN_LATE",
     "GENERATOR_BOUND",
     "HealthOptions",
     "HealthSampler",
@@ -102,6 +106,9 @@ class LagHistogram:
     """Timer overshoots in fixed 0.1 ms buckets: exact enough for ms thresholds, constant memory."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.counts = array("Q", bytes(8 * (_LAG_BUCKETS + 1)))
         self.total = 0
         self.max_s = 0.0
@@ -127,6 +134,16 @@ class LagHistogram:
         return self.max_s
 
 
+FIRST_TOKEN_LATE = LagHistogram()
+"""How long each call's first token waited in this process, from the kernel's receipt of
+its bytes to its stamp: the generator's own share of that TTFT, measured on the reads
+themselves. A lag probe wakes at even times and can miss moments when many streams'
+tokens arrive at once (lockstep streams starting together); this cannot. Filled by the
+fast transport on plain HTTP (kernel receive timestamps, Linux); reset at each test start."""
+
+MIN_FIRST_TOKENS = 100  # fewer first tokens than this say too little about a p99 to judge by
+
+
 class HealthSampler:
     """The per-process sampler greenlet and the series it records."""
 
@@ -139,6 +156,7 @@ class HealthSampler:
 
     def _reset(self) -> None:
         self.lag = LagHistogram()
+        FIRST_TOKEN_LATE.reset()
         self.series: dict[str, array[float]] = {
             "t_s": array("d"),
             "loop_lag_max_s": array("d"),
@@ -214,6 +232,14 @@ class HealthSampler:
             "in_flight_max": int(max(self.series["in_flight"])) if self.series["in_flight"] else 0,
             "rss_bytes_max": int(max(rss)) if rss else None,
         }
+        late = FIRST_TOKEN_LATE
+        if late.total and self.name != "master":  # a master makes no calls (in tests it shares a process)
+            doc["first_token_late_s"] = {
+                "count": late.total,
+                "p50": late.percentile(50),
+                "p99": late.percentile(99),
+                "max": late.max_s,
+            }
         if series:
             doc["series"] = {k: list(v) for k, v in self.series.items()}
         return doc
@@ -252,6 +278,12 @@ def verdict(processes: dict[str, dict[str, Any]], options: HealthOptions) -> dic
         cpu = (doc.get("cpu_percent") or {}).get("mean")
         if p99 is not None and p99 * 1000.0 > options.max_lag_ms:
             reasons.append(f"{name}: event-loop lag p99 {p99 * 1000.0:.1f} ms > {options.max_lag_ms:g} ms")
+        late = doc.get("first_token_late_s") or {}
+        if late.get("count", 0) >= MIN_FIRST_TOKENS and late["p99"] * 1000.0 > options.max_lag_ms:
+            reasons.append(
+                f"{name}: first tokens stamped p99 {late['p99'] * 1000.0:.1f} ms after they arrived"
+                f" > {options.max_lag_ms:g} ms"
+            )
         if cpu is not None and cpu >= options.max_cpu_percent:
             reasons.append(f"{name}: CPU {cpu:.0f}% of one core (mean) >= {options.max_cpu_percent:g}%")
     bound = bool(reasons)
@@ -261,7 +293,11 @@ def verdict(processes: dict[str, dict[str, Any]], options: HealthOptions) -> dic
         "message": GENERATOR_BOUND if bound else "the load generator kept up; latency figures can be trusted",
         "reasons": reasons,
         "advice": ADVICE if bound else None,
-        "thresholds": {"loop_lag_p99_s": options.max_lag_ms / 1000.0, "cpu_percent_mean": options.max_cpu_percent},
+        "thresholds": {
+            "loop_lag_p99_s": options.max_lag_ms / 1000.0,
+            "first_token_late_p99_s": options.max_lag_ms / 1000.0,
+            "cpu_percent_mean": options.max_cpu_percent,
+        },
         "processes": processes,
     }
 
@@ -372,7 +408,8 @@ def _on_parser(parser: Any, **_: Any) -> None:
         type=float,
         env_var="LOCUST_GENERATOR_MAX_LAG_MS",
         default=DEFAULT_MAX_LAG_MS,
-        help=f"Event-loop lag p99 above which a process is generator-bound. Default {DEFAULT_MAX_LAG_MS:g}.",
+        help="Event-loop lag p99, or p99 of how long first tokens waited to be read (fast transport), "
+        f"above which a process is generator-bound. Default {DEFAULT_MAX_LAG_MS:g}.",
     )
     group.add_argument(
         "--generator-max-cpu",

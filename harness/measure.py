@@ -268,6 +268,11 @@ class CallMeasurement:
         elif isinstance(event, StreamError):
             raise CallError(outcome_for_stream_error(event.error_type), event.message[:200])
 
+    @property
+    def t_first_token(self) -> float | None:
+        """When the call's first token was stamped; ``None`` until then."""
+        return self._record.t_first_token
+
     def content_delta(self, delta_type: str, t: float) -> None:
         """One more non-empty delta of an open content block, at ``t``: all its timing needs.
 

@@ -30,7 +30,13 @@ def hog(seconds: float) -> None:
 
 
 def run_with_health(
-    url: str, seconds: float, options: HealthOptions, busy: float = 0.0, *, busy_at_stop: float = 0.0
+    url: str,
+    seconds: float,
+    options: HealthOptions,
+    busy: float = 0.0,
+    *,
+    busy_after: float = 0.3,
+    busy_at_stop: float = 0.0,
 ) -> dict[str, Any]:
     env = Environment(user_classes=[Timed], host=url)
     env.create_local_runner()
@@ -47,7 +53,7 @@ def run_with_health(
     assert env.runner is not None
     env.runner.start(2, spawn_rate=100)
     if busy:
-        gevent.sleep(0.3)  # calls are in flight now
+        gevent.sleep(busy_after)  # calls are in flight now
         gevent.spawn(hog, busy).join()
     gevent.sleep(seconds)
     env.runner.quit()
@@ -65,6 +71,30 @@ def test_a_greenlet_that_busy_waits_marks_the_run_generator_bound(scripted_url: 
     assert local["loop_lag_s"]["max"] >= 0.35
 
 
+def test_first_tokens_that_arrive_while_the_loop_is_busy_count_as_late(scripted_url: str) -> None:
+    # Each scripted call lasts ~0.4 s, its first token 200 ms in: the second calls' first
+    # tokens come ~0.63 s after the start, while the loop is blocked from 0.5 to 0.75 s, and
+    # sit ~0.12 s in the socket before they are stamped. (Not the first calls': the kernel
+    # starts stamping arrivals a moment after the first socket asks for it.)
+    generator = run_with_health(scripted_url, 1.2, HealthOptions(max_lag_ms=50), busy=0.25, busy_after=0.5)
+    late = generator["processes"]["local"]["first_token_late_s"]
+    assert late["count"] >= 4
+    assert 0.06 <= late["max"] <= 0.3
+    assert late["p50"] < 0.01  # the calls after the stall were read on time
+
+
+def test_late_first_tokens_mark_a_process_generator_bound_once_there_are_enough() -> None:
+    def process(p99: float, count: int) -> dict[str, Any]:
+        late = {"count": count, "p50": 0.001, "p99": p99, "max": p99}
+        return {"loop_lag_s": {"p99": 0.002}, "cpu_percent": {"mean": 30.0}, "first_token_late_s": late}
+
+    bound = verdict({"local": process(0.025, 200)}, HealthOptions())
+    assert bound["generator_bound"] is True
+    assert bound["reasons"] == ["local: first tokens stamped p99 25.0 ms after they arrived > 10 ms"]
+    assert verdict({"local": process(0.025, 50)}, HealthOptions())["generator_bound"] is False  # too few to judge
+    assert verdict({"local": process(0.004, 200)}, HealthOptions())["generator_bound"] is False
+
+
 def test_a_comfortable_run_stays_quiet_and_keeps_a_time_series(scripted_url: str) -> None:
     generator = run_with_health(scripted_url, 2.3, HealthOptions(max_lag_ms=50))
     assert generator["generator_bound"] is False, generator["reasons"]
@@ -74,6 +104,8 @@ def test_a_comfortable_run_stays_quiet_and_keeps_a_time_series(scripted_url: str
     assert len(series["t_s"]) >= 2 and set(series) >= {"loop_lag_max_s", "cpu_percent", "in_flight", "rss_bytes"}
     assert max(series["in_flight"]) == 2 == local["in_flight_max"]
     assert local["probes"] >= 20 and local["cpu_percent"]["mean"] < 90
+    late = local["first_token_late_s"]  # every call's first token, from the kernel's receipt to its stamp
+    assert late["count"] >= 4 and 0 <= late["p50"] <= late["max"] < 0.05
 
 
 def test_a_stall_while_the_run_stops_is_not_counted(scripted_url: str) -> None:

@@ -113,6 +113,11 @@ class LagHistogram:
         self.total = 0
         self.max_s = 0.0
 
+    def copy(self) -> LagHistogram:
+        other = LagHistogram()
+        other.counts, other.total, other.max_s = array("Q", self.counts), self.total, self.max_s
+        return other
+
     def add(self, lag: float) -> None:
         i = int(lag / _LAG_BUCKET_S) if lag > 0 else 0
         self.counts[min(i, _LAG_BUCKETS)] += 1
@@ -167,6 +172,7 @@ class HealthSampler:
         self._t0 = 0.0
         self._sent_rows = 0
         self.stopping = False  # set once the run stops: lag from then on falsifies no figure
+        self._late_at_stop: LagHistogram | None = None
 
     # -- running ----------------------------------------------------------------------
 
@@ -179,6 +185,11 @@ class HealthSampler:
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
             self._greenlet = None
+
+    def begin_stopping(self) -> None:
+        """The run stops and its calls in flight are cancelled: lateness from now on falsifies no figure."""
+        self.stopping = True
+        self._late_at_stop = FIRST_TOKEN_LATE.copy()
 
     @property
     def running(self) -> bool:
@@ -232,7 +243,7 @@ class HealthSampler:
             "in_flight_max": int(max(self.series["in_flight"])) if self.series["in_flight"] else 0,
             "rss_bytes_max": int(max(rss)) if rss else None,
         }
-        late = FIRST_TOKEN_LATE
+        late = self._late_at_stop or FIRST_TOKEN_LATE
         if late.total and self.name != "master":  # a master makes no calls (in tests it shares a process)
             doc["first_token_late_s"] = {
                 "count": late.total,
@@ -336,7 +347,7 @@ class _Health:
         # --stop-timeout those calls are cancelled, so that stall delays no reported figure and
         # must not make a comfortable run generator-bound; with one they may still finish, late.
         if not self.environment.stop_timeout:
-            self.sampler.stopping = True
+            self.sampler.begin_stopping()
 
     def _on_report_to_master(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         if self.sampler.running or self.sampler.lag.total:

@@ -113,7 +113,9 @@ def test_a_stall_while_the_run_stops_is_not_counted(scripted_url: str) -> None:
     # calls are cancelled, so the stall falsifies no figure and must not flag the run.
     generator = run_with_health(scripted_url, 1.0, HealthOptions(max_lag_ms=50), busy_at_stop=0.3)
     assert generator["generator_bound"] is False, generator["reasons"]
-    assert generator["processes"]["local"]["loop_lag_s"]["max"] < 0.05
+    local = generator["processes"]["local"]
+    assert local["loop_lag_s"]["max"] < 0.05
+    assert local["first_token_late_s"]["max"] < 0.05  # tokens read after the stall are not counted either
 
 
 def test_lag_histogram_percentiles() -> None:

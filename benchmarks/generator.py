@@ -26,12 +26,14 @@ lag p99 (a 50 ms timer's overshoot: the harness's own health sampler in harness 
 the benchmark's copy of it in the others, so every mode runs one probe), RSS growth per
 stream, TTFT error (first-delta stamp minus the server's write time) and ITL error (error
 of the call's summed ITL: last-delta error minus first-delta error), p50/p99 in ms, and
-the health verdict of harness runs. Figures on a shared machine are noisy; see
-docs/performance.md for how to read them. With ``--repeat N`` every point runs N times,
-the modes interleaved so that a slow spell of the machine hits all of them alike, and the
-table shows each point's run with the least CPU per delta (the least disturbed one, as
-``timeit`` takes the best of its repeats) and that figure's min/median/max over the N
-runs; the harness-overhead lines give the ratio of the best runs and of the medians.
+the health verdict of harness runs (with the fast transport, also its first-token
+measure). Figures on a shared machine are noisy; see docs/performance.md for how to read
+them. With ``--repeat N`` every point runs N times, the modes interleaved so that a slow
+spell of the machine hits all of them alike, and the table shows each point's run with
+the least CPU per delta (the least disturbed one, as ``timeit`` takes the best of its
+repeats) and that figure's min/median/max over the N runs; the harness-overhead lines
+give the ratio of the best runs, of the medians, and paired: the median over rounds of
+each round's ratio, the steadiest of the three.
 """
 
 from __future__ import annotations
@@ -141,6 +143,8 @@ def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     best = dict(min(done, key=lambda r: r["cpu_us_per_delta"]))
     costs = sorted(r["cpu_us_per_delta"] for r in done)
     best["cpu_range"] = [costs[0], statistics.median(costs), costs[-1]] if len(done) > 1 else None
+    # Run i of every mode ran in the same round, side by side in time: see _paired_ratio.
+    best["cpu_runs"] = [r.get("cpu_us_per_delta") for r in runs]
     return best
 
 
@@ -224,18 +228,23 @@ def _sdk_overhead(results: list[dict[str, Any]]) -> str:
         mine = r["cpu_us_per_delta"]
         if mode == "sdk" and ("sdk-bare", n) in by:
             bare = by[("sdk-bare", n)]
-            ratio = _median_ratio(r, bare)
+            ratio, paired = _median_ratio(r, bare), _paired_ratio(r, bare)
             lines.append(
                 f"  {n} streams: sdk {mine:.1f} µs/delta vs bare SDK {bare['cpu_us_per_delta']:.1f} -> "
                 f"{100 * (mine / bare['cpu_us_per_delta'] - 1):+.0f}%"
-                + ("" if ratio is None else f" (medians: {100 * (ratio - 1):+.0f}%)")
+                + ("" if ratio is None else f" (medians: {100 * (ratio - 1):+.0f}%")
+                + ("" if ratio is None or paired is None else f", paired: {100 * (paired - 1):+.0f}%")
+                + ("" if ratio is None else ")")
             )
         if mode == "fast" and ("floor", n) in by:
             floor = by[("floor", n)]
-            ratio = _median_ratio(r, floor)
+            ratio, paired = _median_ratio(r, floor), _paired_ratio(r, floor)
             lines.append(
                 f"  {n} streams: fast {mine:.1f} µs/delta = {mine / floor['cpu_us_per_delta']:.2f}x "
-                f"the floor's {floor['cpu_us_per_delta']:.1f}" + ("" if ratio is None else f" (medians: {ratio:.2f}x)")
+                f"the floor's {floor['cpu_us_per_delta']:.1f}"
+                + ("" if ratio is None else f" (medians: {ratio:.2f}x")
+                + ("" if ratio is None or paired is None else f", paired: {paired:.2f}x")
+                + ("" if ratio is None else ")")
             )
     return "harness overhead:\n" + "\n".join(lines) if lines else ""
 
@@ -245,6 +254,18 @@ def _median_ratio(mine: dict[str, Any], other: dict[str, Any]) -> float | None:
     if not mine.get("cpu_range") or not other.get("cpu_range"):
         return None
     return float(mine["cpu_range"][1] / other["cpu_range"][1])
+
+
+def _paired_ratio(mine: dict[str, Any], other: dict[str, Any]) -> float | None:
+    # The median of each round's ratio: the two runs of a round share the machine's spell,
+    # which the ratio of the medians does not cancel (at 10 streams a run uses ~10 % of a
+    # core, and one background wake-up more or less moves it by a third).
+    pairs = [
+        a / b
+        for a, b in zip(mine.get("cpu_runs") or [], other.get("cpu_runs") or [], strict=False)
+        if a is not None and b is not None and a == a and b == b and b > 0
+    ]
+    return float(statistics.median(pairs)) if len(pairs) > 1 else None
 
 
 # ---------------------------------------------------------------------------------------

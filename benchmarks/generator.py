@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -263,7 +264,7 @@ def _paired_ratio(mine: dict[str, Any], other: dict[str, Any]) -> float | None:
     pairs = [
         a / b
         for a, b in zip(mine.get("cpu_runs") or [], other.get("cpu_runs") or [], strict=False)
-        if a is not None and b is not None and a == a and b == b and b > 0
+        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b) and b > 0
     ]
     return float(statistics.median(pairs)) if len(pairs) > 1 else None
 

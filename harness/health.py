@@ -118,6 +118,10 @@ class LagHistogram:
         other.counts, other.total, other.max_s = array("Q", self.counts), self.total, self.max_s
         return other
 
+    def figures(self) -> dict[str, float | None]:
+        """p50, p99 and max, as summary.json gives them (``None`` with no samples)."""
+        return {"p50": self.percentile(50), "p99": self.percentile(99), "max": self.max_s if self.total else None}
+
     def add(self, lag: float) -> None:
         i = int(lag / _LAG_BUCKET_S) if lag > 0 else 0
         self.counts[min(i, _LAG_BUCKETS)] += 1
@@ -231,11 +235,7 @@ class HealthSampler:
         rss = [v for v in self.series["rss_bytes"] if not math.isnan(v)]
         doc: dict[str, Any] = {
             "probes": self.lag.total,
-            "loop_lag_s": {
-                "p50": self.lag.percentile(50),
-                "p99": self.lag.percentile(99),
-                "max": self.lag.max_s if self.lag.total else None,
-            },
+            "loop_lag_s": self.lag.figures(),
             "cpu_percent": {
                 "mean": math.fsum(cpu) / len(cpu) if cpu else None,
                 "max": max(cpu) if cpu else None,
@@ -245,12 +245,7 @@ class HealthSampler:
         }
         late = self._late_at_stop or FIRST_TOKEN_LATE
         if late.total and self.name != "master":  # a master makes no calls (in tests it shares a process)
-            doc["first_token_late_s"] = {
-                "count": late.total,
-                "p50": late.percentile(50),
-                "p99": late.percentile(99),
-                "max": late.max_s,
-            }
+            doc["first_token_late_s"] = {"count": late.total, **late.figures()}
         if series:
             doc["series"] = {k: list(v) for k, v in self.series.items()}
         return doc

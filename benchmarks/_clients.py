@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import gevent
 import psutil
 
-from harness.health import LagHistogram, timer_overshoots
+from harness.core.lag import LagHistogram
+from harness.monitors.sampler import timer_overshoots
 
 Sink = list[tuple[str | None, list[float]]]
 GOLDEN = (5**0.5 - 1) / 2
@@ -178,7 +179,7 @@ def _floor(url: str, n: int, sink: Sink, model: str, max_tokens: int) -> Client:
 
 
 def _sdk_bare(url: str, n: int, sink: Sink, model: str, max_tokens: int) -> Client:
-    from harness._compat import import_http_stack
+    from harness.transports._compat import import_http_stack
 
     import_http_stack()
     import anthropic
@@ -213,8 +214,9 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
     def mode(url: str, n: int, sink: Sink, model: str, max_tokens: int) -> Client:
         from locust.env import Environment
 
-        from harness import AnthropicUser, HarnessOptions, attach, health
-        from harness.measure import CallRecord
+        from harness import AnthropicUser, HarnessOptions, attach
+        from harness.core.measure import CallRecord
+        from harness.monitors import health
 
         offsets: list[float] = []
         t0 = [0.0]
@@ -230,8 +232,9 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
         Bench.model, Bench.max_tokens, Bench.prompt = model, max_tokens, PROMPT
         env = Environment(user_classes=[Bench], host=url)
         env.create_local_runner()
-        attach(env, HarnessOptions(transport=transport)).transport(url)
-        wiring = health.install(env, health.HealthOptions())
+        harness = attach(env, HarnessOptions(transport=transport))
+        harness.transport(url)
+        wiring = harness.install(health.FEATURE, health.HealthOptions())
 
         def on_record(record: CallRecord, **_: Any) -> None:
             if record.t_first_token is None:

@@ -128,7 +128,7 @@ def timing_errors(calls: list[list[Any]], trace: Path) -> dict[str, Any]:
 
 
 def _p50_p99(values: list[float]) -> list[float | None]:
-    from harness.summary import percentile
+    from harness.core.summary import percentile
 
     if not values:
         return [None, None]

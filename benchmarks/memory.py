@@ -18,9 +18,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.measure import CallMeasurement
-from harness.sse import ContentBlockDelta, ContentBlockStart, MessageDelta, MessageStart, MessageStop, Usage
-from harness.summary import SampleStore
+from harness.core.measure import CallMeasurement
+from harness.core.stream_events import (
+    ContentBlockDelta,
+    ContentBlockStart,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Usage,
+)
+from harness.core.summary import SampleStore
 
 CALLS = 20_000
 DELTAS = 50

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness import AnthropicUser, HarnessOptions  # noqa: E402
-from harness.summary import distribution  # noqa: E402
+from harness.core.summary import distribution  # noqa: E402
 from tests.locust_runs import run_local  # noqa: E402
 
 SCRIPTED_TTFT_S = 0.200

@@ -9,7 +9,7 @@ costs less per delta than reading each one as it arrives. This script times, wit
 network and no event loop, each step one 50-delta call's events take on either path:
 
 * the SSE decoding: the SDK's own decoder against the harness's bounded one
-  (:class:`harness.sdk_transport.BoundedSSEDecoder`), which replaces it;
+  (:class:`harness.transports.sdk.BoundedSSEDecoder`), which replaces it;
 * the SDK building its typed event from the JSON (both paths);
 * what only the harness does: converting that event to the harness's type and
   feeding it to the shared measurement.
@@ -30,8 +30,8 @@ from anthropic._models import construct_type
 from anthropic._streaming import SSEDecoder
 from anthropic.types import RawMessageStreamEvent
 
-from harness.measure import CallMeasurement
-from harness.sdk_transport import BoundedSSEDecoder, convert_event
+from harness.core.measure import CallMeasurement
+from harness.transports.sdk import BoundedSSEDecoder, convert_event
 
 DELTAS = 50
 REPEAT = 5

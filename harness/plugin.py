@@ -1,42 +1,56 @@
-"""Wires the harness into Locust: options at parser time, checks and target at ``init``.
+"""Wires the harness into Locust: every feature, from one ordered list, and nothing else.
 
-Importing :mod:`harness.user` imports this module once, which is all a locustfile
-needs; nothing here runs for in-process ``Environment`` runs, which call
-:func:`harness.attach` themselves.
+Importing this module (``from harness import AnthropicUser`` does) adds two listeners to
+Locust's global events: when Locust builds its parser, each feature of :data:`FEATURES`
+adds its options; at ``init``, the run's :class:`~harness.runtime.state.Harness` is
+attached and each feature is installed, in the list's order. A feature that cannot run
+raises ConfigError; the run then stops before any load with one line on stderr and exit
+code 2. Runs built in code (``Environment(...)`` and :func:`harness.attach`) install the
+features they want themselves; this module does nothing for them.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-import os
 import sys
 from typing import Any, NoReturn
 
 from locust import events
 from locust.env import Environment
-from locust.runners import WorkerRunner
 
-from harness import catalog as _catalog  # noqa: F401  (its init listener must run before this module's)
-from harness import distributed as _distributed  # noqa: F401  (worker -> master records)
-from harness import health as _health  # noqa: F401  (generator-health sampler and options)
-from harness import slo_cli  # noqa: F401  (registers --slo, --junit-xml)
-from harness import webui as _webui  # noqa: F401  (the web UI's LLM tab, at init)
-from harness.errors import ConfigError
-from harness.exitcodes import EXIT_CONFIG, EXIT_COST_CAP, EXIT_GENERATOR_BOUND, EXIT_SLO_BREACH
-from harness.locust_csv import FinalCSV
-from harness.options import HarnessOptions, add_arguments
-from harness.runtime import attach
-from harness.target import resolve_target, start_simulator
+from harness.core.errors import ConfigError
+from harness.core.exitcodes import EXIT_CONFIG
+from harness.load import distributed, shapes
+from harness.monitors import health, live, ratelimits, spend
+from harness.outputs import locust_csv, run_files, slo_gate, webui
+from harness.runtime import catalog, retries, safety, shutdown, startup
+from harness.runtime.features import Feature
+from harness.runtime.options import HarnessOptions
+from harness.runtime.state import attach
 
-__all__ = [
-    "EXIT_CONFIG",
-    "EXIT_COST_CAP",
-    "EXIT_GENERATOR_BOUND",
-    "EXIT_SLO_BREACH",
-    "fail_start",
-    "prepare",
-]
+__all__ = ["FEATURES", "fail_start"]
+
+# The run's own options (--report-dir, --transport, ...): the Harness reads them when it is attached.
+HARNESS_OPTIONS = Feature("harness", lambda harness: None, options=(HarnessOptions,), title="LLM harness options")
+
+FEATURES: tuple[Feature[Any], ...] = (
+    safety.FEATURE,  # first: every line logged after it has the API key redacted
+    HARNESS_OPTIONS,
+    shutdown.FEATURE,  # artefacts flushed at a hard exit; Ctrl-C to Locust's main greenlet
+    catalog.FEATURE,  # before the checks: they see only the scenarios this run spawns
+    startup.FEATURE,  # scenario checks, the target (or the simulator), the SDK import before load
+    retries.FEATURE,
+    ratelimits.FEATURE,
+    spend.FEATURE,  # its estimate is printed before any load
+    health.FEATURE,
+    distributed.FEATURE,  # worker -> master records, before anything that reads the master's records
+    shapes.ARRIVAL_OPTIONS,
+    shapes.FEATURE,  # with the stage analysis, whose summary sections the outputs below read
+    live.FEATURE,
+    webui.FEATURE,  # after the live figures it serves
+    slo_gate.FEATURE,
+    run_files.FEATURE,  # stages.csv and report.html after the stage analysis's sections; its table after the verdict
+    locust_csv.FEATURE,
+)
 
 
 def fail_start(message: str) -> NoReturn:
@@ -46,54 +60,21 @@ def fail_start(message: str) -> NoReturn:
     sys.exit(EXIT_CONFIG)
 
 
-def validate_user_classes(environment: Environment) -> None:
-    from harness.user import AnthropicUser
-
-    for user_class in environment.user_classes:
-        if issubclass(user_class, AnthropicUser):
-            user_class.validate()
-
-
-def prepare(environment: Environment) -> None:
-    """Check the configuration and pick the target; raises ConfigError."""
-    options = HarnessOptions.from_namespace(environment.parsed_options)
-    validate_user_classes(environment)
-    if not isinstance(environment.runner, WorkerRunner):
-        # Workers get the host from the master with every spawn message.
-        target = resolve_target(environment.host, os.environ)
-        if target.url is None:
-            environment.host = start_simulator(options.simulator_args)
-        else:
-            environment.host = target.url
-    harness = attach(environment, options)
-    # Importing the SDK takes a second or more on a busy machine and blocks the event loop
-    # (a worker that blocks misses its heartbeats): pay it here, before any load.
-    if environment.host:
-        harness.transport(environment.host)
-    elif options.transport == "sdk":
-        importlib.import_module("harness.sdk_transport")
-
-
 @events.init_command_line_parser.add_listener
 def _on_parser(parser: Any, **_: Any) -> None:
-    add_arguments(parser)
+    for feature in FEATURES:
+        feature.add_arguments(parser)
 
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
-    # The SDK's HTTP client logs every request at INFO, which would drown Locust's output.
-    for name in ("httpx2", "httpx", "httpcore2", "anthropic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        prepare(environment)
+        harness = attach(environment, HarnessOptions.from_namespace(environment.parsed_options))
+        for feature in FEATURES:
+            harness.install(feature)
     except ConfigError as exc:
         fail_start(str(exc))
-    FinalCSV.install(environment)
 
 
-# Load shapes, open-loop arrivals and the per-stage analysis register their own options and listeners.
-# Reliability and safety: their options and init listeners, after the plugin's own (order matters).
-from harness import ratelimits, retries, safety, shutdown, spend  # noqa: E402, F401
-from harness import shapes as _shapes  # noqa: E402, F401  (imports harness.arrivals too)
-
-events.init.add_listener(lambda environment, **_: ratelimits.install(environment))
+# A worker connects to its master before init: pay the SDK's import while the locustfile loads.
+distributed.import_before_connecting()

@@ -5,7 +5,7 @@ from __future__ import annotations
 # Locust monkey-patches the standard library with gevent on import: do it before any test
 # module imports the SDK, ssl or threads, whatever order pytest collects the modules in.
 import locust  # noqa: F401  isort: skip
-from harness._compat import import_http_stack  # isort: skip
+from harness.transports._compat import import_http_stack  # isort: skip
 
 import_http_stack()  # tests that use the SDK directly need httpcore imported the safe way too
 

@@ -7,7 +7,7 @@ Environment variables pick what a run uses:
   the workers' own count, independent of what reaches the master.
 * ``DIST_SHAPE=steps`` — a two-step LoadTestShape (2 users labelled ``s1``, then 4 labelled ``s2``).
 * ``DIST_RATE=R`` — an open-loop user issuing R calls/s in total, split across workers
-  with :func:`harness.distributed.rate_share`; otherwise a closed-loop user.
+  with :func:`harness.load.distributed.rate_share`; otherwise a closed-loop user.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from harness import AnthropicUser, CallRecord, harness_of
-from harness import events as llm_events
-from harness.distributed import rate_share
+from harness.load.channel import rate_share
+from harness.runtime import events as llm_events
 
 COUNT_DIR = os.environ.get("DIST_COUNT_DIR")
 SHAPE = os.environ.get("DIST_SHAPE")

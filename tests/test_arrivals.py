@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.arrivals import ArrivalOptions, Gaps
-from harness.errors import ConfigError
-from harness.measure import CallRecord
-from harness.shapes import ShapeOptions
+from harness.core.errors import ConfigError
+from harness.core.measure import CallRecord
+from harness.load.arrivals import ArrivalOptions, Gaps
+from harness.load.shapes import ShapeOptions
 
 from .test_stages_helpers import shaped_run
 

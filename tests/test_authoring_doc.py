@@ -13,9 +13,9 @@ import pytest
 from locust.util.load_locustfile import load_locustfile
 
 from harness import ConfigError
-from harness.prompts import load_jsonl
+from harness.core.prompts import load_jsonl
+from harness.runtime.user import AnthropicUser
 from harness.simulator.launcher import SimulatorProcess
-from harness.user import AnthropicUser
 
 from .locust_runs import read_jsonl, run_local
 from .test_cli import locust

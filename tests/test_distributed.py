@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.distributed import decode_batch, encode_batch, worker_share
-from harness.measure import CallRecord
+from harness.core.measure import CallRecord
+from harness.core.summary import percentile
+from harness.load.channel import decode_batch, encode_batch, worker_share
 from harness.simulator import SimulatorProcess
-from harness.summary import percentile
 
 from .locust_runs import read_jsonl
 

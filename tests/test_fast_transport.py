@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from locust import constant, task
 
 from harness import AnthropicUser, CallRecord, HarnessOptions
-from harness.errors import ProtocolError
-from harness.sse import StreamEventDecoder, iter_stream_events
+from harness.core.errors import ProtocolError
+from harness.core.stream_decoder import StreamEventDecoder
+from harness.core.stream_events import iter_stream_events
 
 from .locust_runs import run_local
 from .test_sse import EXPECTED, TRANSCRIPT

@@ -10,8 +10,11 @@ import gevent
 from locust.env import Environment
 
 from harness import AnthropicUser, HarnessOptions, attach
-from harness.exitcodes import EXIT_GENERATOR_BOUND
-from harness.health import GENERATOR_BOUND, HealthOptions, LagHistogram, install, verdict
+from harness.core.exitcodes import EXIT_GENERATOR_BOUND
+from harness.core.generator_verdict import GENERATOR_BOUND, verdict
+from harness.core.lag import LagHistogram
+from harness.monitors import health
+from harness.monitors.health import HealthOptions
 
 from .test_cli import ROOT, locust
 from .test_report import _report_data
@@ -42,7 +45,7 @@ def run_with_health(
     env.create_local_runner()
     harness = attach(env, HarnessOptions(transport="fast"))
     harness.transport(url)
-    install(env, options)
+    harness.install(health.FEATURE, options)
     if busy_at_stop:
 
         def stall(**_: Any) -> None:

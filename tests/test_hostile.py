@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from locust import constant
 
 from harness import AnthropicUser, HarnessOptions
-from harness.errors import CallError, ProtocolError
-from harness.measure import CallMeasurement
-from harness.sse import iter_stream_events
+from harness.core.errors import CallError, ProtocolError
+from harness.core.measure import CallMeasurement
+from harness.core.stream_events import iter_stream_events
 
 from .conftest import ROOT, _start
 from .hostile_server import good_stream
@@ -97,7 +97,7 @@ def test_every_hostile_stream_is_one_classified_failure_and_the_run_goes_on(host
 HUGE_LOCUSTFILE = """
 from locust import constant
 from harness import AnthropicUser
-import harness.sdk_transport  # the SDK's import (seconds on a busy machine) before the run clock starts
+import harness.transports.sdk  # the SDK's import (seconds on a busy machine) before the run clock starts
 
 def one_call(case):
     return type(case, (AnthropicUser,), {"model": case, "max_tokens": 16, "prompt": "hi", "wait_time": constant(60)})

@@ -11,9 +11,9 @@ from xml.etree import ElementTree as ET
 import pytest
 import xmlschema
 
-from harness.junit import junit_document, write_junit
-from harness.slo import evaluate, parse_slos
-from harness.verdict import render_verdict, use_colour
+from harness.core.slo import evaluate, parse_slos
+from harness.outputs.junit import junit_document, write_junit
+from harness.outputs.verdict import render_verdict, use_colour
 
 XSD = Path(__file__).resolve().parent / "junit.xsd"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

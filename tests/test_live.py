@@ -1,4 +1,4 @@
-"""Live figures (harness.live) from real in-process Locust runs against loopback servers.
+"""Live figures (harness.monitors.live) from real in-process Locust runs against loopback servers.
 
 Rate-limit headroom from real ``anthropic-ratelimit-*`` headers, the recent window, stages
 and the time series, and calls in flight on workers reaching the master.
@@ -18,7 +18,9 @@ import pytest
 from locust.env import Environment
 
 from harness import AnthropicUser, CallRecord, HarnessOptions, attach
-from harness.live import LiveStats, install, live_of, parse_ratelimit
+from harness.core.ratelimits import parse_ratelimit
+from harness.monitors import live as live_feature
+from harness.monitors.live import LiveStats, live_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,8 +135,9 @@ def test_worker_in_flight_reaches_the_master(scripted_url: str) -> None:
     live = live_of(master_env)
     worker_env = Environment(user_classes=[Stalled], host=scripted_url)
     worker = worker_env.create_worker_runner("127.0.0.1", master.server.port)
-    attach(worker_env, HarnessOptions()).transport(scripted_url)
-    install(worker_env)
+    worker_harness = attach(worker_env, HarnessOptions())
+    worker_harness.transport(scripted_url)
+    worker_harness.install(live_feature.FEATURE)
     try:
         deadline = gevent.get_hub().loop.now() + 10
         while master.worker_count < 1:

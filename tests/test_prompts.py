@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.prompts import (
+from harness.core.errors import ConfigError
+from harness.core.prompts import (
     CHARS_PER_TOKEN,
     Dataset,
     Synthetic,

@@ -23,8 +23,9 @@ from locust.env import Environment
 from locust.exception import StopUser
 
 from harness import AnthropicUser, CallRecord, HarnessOptions, attach
-from harness import retries as retries_module
-from harness.retries import RetryPolicy, is_retryable
+from harness.monitors import ratelimits
+from harness.runtime import retries as retries_module
+from harness.runtime.retries import RetryPolicy, is_retryable
 from harness.simulator.launcher import SimulatorProcess
 
 from .locust_runs import read_jsonl
@@ -103,12 +104,11 @@ def run_calls(
     """A real LocalRunner until ``expected_records`` arrived (or every user stopped)."""
     env = Environment(user_classes=[user_class], host=url)
     env.create_local_runner()
-    attach(env, options).transport(url)
+    harness = attach(env, options)
+    harness.transport(url)
     if policy is not None:
-        retries_module.configure(env, policy)
-    from harness import ratelimits
-
-    ratelimits.install(env)
+        harness.install(retries_module.FEATURE, policy)
+    harness.install(ratelimits.FEATURE)
     records: list[CallRecord] = []
     env.events.llm_request.add_listener(lambda record, **_: records.append(record))  # type: ignore[attr-defined]
     assert env.runner is not None

@@ -26,9 +26,9 @@ from locust.user import User
 from locust.util.load_locustfile import is_user_class, load_locustfile
 
 from harness import AnthropicUser, CallRecord, ConfigError
-from harness.catalog import bind_sources, describe, select, tags_of
-from harness.conversation import Conversation
-from harness.prompts import CHARS_PER_TOKEN, Dataset
+from harness.core.prompts import CHARS_PER_TOKEN, Dataset
+from harness.runtime.catalog import bind_sources, describe, select, tags_of
+from harness.runtime.conversation import Conversation
 from harness.simulator.launcher import SimulatorProcess
 from harness.simulator.messages import parse_messages_request
 from scenarios.dataset_replay import SAMPLE, DatasetReplay
@@ -278,7 +278,7 @@ def test_a_class_name_and_dataset_option_replay_a_file_in_order(tmp_path: Path) 
 
 SCENARIO = """
 from harness import AnthropicUser
-from harness.prompts import Dataset
+from harness.core.prompts import Dataset
 
 class {name}(AnthropicUser):
     {body}

@@ -19,8 +19,8 @@ import pytest
 from locust import constant
 
 from harness import AnthropicUser, HarnessOptions
-from harness.errors import CallError, ConfigError
-from harness.safety import RedactingFilter
+from harness.core.errors import CallError, ConfigError
+from harness.runtime.safety import RedactingFilter
 
 from .conftest import ROOT, _start
 from .locust_runs import run_local
@@ -30,7 +30,7 @@ MARKER = "sk-ant-api03-MARKER-do-not-print-0123456789abcdef"
 
 ECHO_LOCUSTFILE = """
 from harness import AnthropicUser
-import harness.sdk_transport  # the SDK's import (seconds on a busy machine) before the run clock starts
+import harness.transports.sdk  # the SDK's import (seconds on a busy machine) before the run clock starts
 
 class EchoKey(AnthropicUser):
     model = "echo_key"

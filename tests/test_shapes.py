@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.shapes import ShapeOptions, parse_duration
+from harness.core.errors import ConfigError
+from harness.core.options import from_namespace
+from harness.core.units import parse_duration
+from harness.load.shapes import ShapeOptions
 
 from .test_cli import ROOT, locust
 from .test_report import _report_data
@@ -37,7 +39,7 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_options_are_one_clear_config_error(values: dict[str, str], message: str) -> None:
     ns = Namespace(**{"load_shape": "steps", **values})
     with pytest.raises(ConfigError, match=message):
-        ShapeOptions.from_namespace(ns)
+        from_namespace(ShapeOptions, ns)
 
 
 def test_sweep_doubles_until_the_ttft_limit_breaks_then_stops(tmp_path: Path) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.measure import CallRecord
-from harness.slo import call_meets, evaluate, parse_slo, parse_slos
+from harness.core.errors import ConfigError
+from harness.core.measure import CallRecord
+from harness.core.slo import call_meets, evaluate, parse_slo, parse_slos
 
 
 @pytest.mark.parametrize(

@@ -22,13 +22,13 @@ from xml.etree import ElementTree as ET
 import pytest
 import xmlschema
 
-from harness.measure import CANCELLED
-from harness.plugin import EXIT_CONFIG, EXIT_SLO_BREACH
+from harness.core.exitcodes import EXIT_CONFIG, EXIT_SLO_BREACH
+from harness.core.measure import CANCELLED
+from harness.core.slo import parse_slos
+from harness.outputs.slo_gate import EXIT_CONFIG as CLI_EXIT_CONFIG
+from harness.outputs.slo_gate import EXIT_SLO_BREACH as CLI_EXIT_SLO_BREACH
+from harness.outputs.slo_gate import SLOGate
 from harness.simulator.launcher import SimulatorProcess
-from harness.slo import parse_slos
-from harness.slo_cli import EXIT_CONFIG as CLI_EXIT_CONFIG
-from harness.slo_cli import EXIT_SLO_BREACH as CLI_EXIT_SLO_BREACH
-from harness.slo_cli import SLOGate
 
 from .locust_runs import read_jsonl, run_local
 from .test_cli import ROOT, locust
@@ -248,7 +248,7 @@ def test_help_documents_the_options_and_exit_codes() -> None:
 
 def test_an_overall_error_rate_slo_decides_about_failed_calls(scripted_url: str) -> None:
     from harness import AnthropicUser
-    from harness.runtime import harness_of
+    from harness.runtime.state import harness_of
 
     class Good(AnthropicUser):
         model = "timed"
@@ -356,7 +356,7 @@ def test_stage_slos_see_the_stages_section_other_listeners_add(scripted_url: str
         summary["stages"] = {"8": {"overall": summary["overall"], "scenarios": summary["scenarios"]}}
 
     slos = parse_slos(["stage=8:ttft_p95<1s", "stage=8:Timed:completion_p50<1ms", "stage=9:ttft_p95<1s"])
-    gate = SLOGate(env, slos, junit_xml=str(tmp_path / "junit.xml")).install()
+    gate = SLOGate(env, slos, junit_xml=str(tmp_path / "junit.xml")).listen()
     env.events.llm_summary.add_listener(add_stages)  # type: ignore[attr-defined]
     assert env.runner is not None
     env.runner.start(2, spawn_rate=20)

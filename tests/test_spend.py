@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.exitcodes import EXIT_COST_CAP
-from harness.measure import CallRecord
-from harness.spend import DEFAULT_PRICES, Price, load_price_file, price_for
+from harness.core.errors import ConfigError
+from harness.core.exitcodes import EXIT_COST_CAP
+from harness.core.measure import CallRecord
+from harness.monitors.spend import DEFAULT_PRICES, Price, load_price_file, price_for
 
 from .locust_runs import read_jsonl
 from .test_cli import ROOT, locust

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.errors import ProtocolError
-from harness.sse import (
+from harness.core.errors import ProtocolError
+from harness.core.sse import SSEDecoder
+from harness.core.stream_events import (
     ContentBlockDelta,
     ContentBlockStart,
     ContentBlockStop,
@@ -15,7 +16,6 @@ from harness.sse import (
     MessageStart,
     MessageStop,
     Ping,
-    SSEDecoder,
     StreamError,
     Usage,
     iter_stream_events,

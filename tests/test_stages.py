@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from harness.measure import CallRecord
-from harness.stages import LATE_AFTER_S, find_knee, format_table, offered_text
-from harness.summary import percentile
+from harness.core.measure import CallRecord
+from harness.core.stages import LATE_AFTER_S, find_knee, offered_text
+from harness.core.summary import percentile
+from harness.outputs.stage_table import format_table
 
 from .test_stages_helpers import MAX_BATCH, stepped_run
 
@@ -102,7 +103,7 @@ def test_stages_csv_equals_figures_recomputed_from_requests_jsonl() -> None:
 
 
 def test_summary_has_the_stage_blocks_slos_can_scope() -> None:
-    from harness.slo import evaluate, parse_slo
+    from harness.core.slo import evaluate, parse_slo
 
     run = stepped_run()
     results = evaluate([parse_slo("stage=u1:ttft_p95<10s"), parse_slo("stage=u8:error_rate<1%")], run.summary)

@@ -19,9 +19,10 @@ from typing import Any
 from locust.env import Environment
 
 from harness import AnthropicUser, CallRecord, HarnessOptions, attach
-from harness.arrivals import ArrivalOptions
-from harness.runtime import Harness
-from harness.shapes import ShapeOptions, configure
+from harness.load.arrivals import ArrivalOptions
+from harness.load.shapes import ShapeOptions, configure
+from harness.outputs import run_files
+from harness.runtime.state import Harness
 from harness.simulator.launcher import SimulatorProcess
 
 MAX_BATCH = 2
@@ -54,6 +55,7 @@ def shaped_run(directory: Path, shape: ShapeOptions, arrival: ArrivalOptions | N
         harness = attach(env, HarnessOptions(report_dir=str(directory)))
         harness.transport(sim.url)  # build the SDK client before the clock starts
         assert configure(env, shape, arrival) is not None
+        harness.install(run_files.FEATURE)  # stages.csv and report.html, as a CLI run gets them
         assert env.runner is not None
         env.runner.start_shape()
         greenlet = env.runner.shape_greenlet

@@ -1,0 +1,408 @@
+"""Per-stage analysis of a run: one row per load stage, the knee and the max sustainable load.
+
+A *stage* is a stretch of the run at one offered load: a number of closed-loop users
+(``--load-shape steps|sweep``) or an open-loop arrival rate (``--arrival ... --rate``).
+Its first ``warmup_s`` seconds are left out of its figures (the records stay in
+``requests.jsonl`` with ``warmup: true``); the rest is its *measured window*.
+
+Definitions (also in docs/load-analysis.md):
+
+* a call belongs to the stage whose label it carries (the stage it started in); the
+  stage's counts, errors and exact latency percentiles are over its non-warm-up calls;
+* rates are what the service delivered in the measured window: requests/s counts the
+  calls (ok or failed, not cancelled) that *ended* in the window, output tokens/s their
+  output tokens and goodput/s those of them that were good, each divided by the window;
+* achieved concurrency is the time-average of calls in flight over the window: the sum of
+  every call's overlap with the window (from the moment the harness began it to its end)
+  divided by the window;
+* a call is *late* when it began more than :data:`LATE_AFTER_S` after its scheduled time
+  (open loop only; closed-loop calls are never late by construction).
+
+The knee and the max sustainable load are computed by :func:`find_knee` and
+:func:`max_sustainable` (rules in their docstrings). The same :class:`StageAnalysis` runs
+live (fed by ``llm_request``) and offline (fed from ``requests.jsonl``), so both give the
+same figures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from harness.core.measure import CallRecord
+from harness.core.slo import SLO, call_meets, evaluate, parse_slo
+from harness.core.summary import SampleStore
+
+__all__ = [
+    "KNEE_MAX_EFFICIENCY",
+    "KNEE_MIN_LATENCY_RISE",
+    "LATE_AFTER_S",
+    "Stage",
+    "StageAnalysis",
+    "criteria_for",
+    "find_knee",
+    "max_sustainable",
+    "offered_text",
+    "parse_label",
+    "stage_label",
+]
+
+LATE_AFTER_S = 0.025
+# The knee rule's two thresholds (see find_knee).
+KNEE_MAX_EFFICIENCY = 0.5
+KNEE_MIN_LATENCY_RISE = 0.10
+# Default criteria for "sustainable" when the run has no SLO and no sweep limits.
+DEFAULT_MAX_ERROR_RATE = 0.01
+DEFAULT_TTFT_FACTOR = 2.0
+WHOLE_RUN = "all"
+
+
+@dataclass
+class Stage:
+    """The boundaries of one stage as it ran (monotonic seconds)."""
+
+    label: str
+    index: int
+    kind: str  # "users" (closed loop) or "rate" (open loop, requests/s)
+    offered: float
+    t_start: float
+    warmup_s: float = 0.0
+    t_end: float | None = None
+    arrivals: int = 0  # open loop: arrivals due in the measured window
+    dropped: int = 0  # open loop: of those, dropped at the in-flight cap
+
+    @property
+    def t_measure(self) -> float:
+        return self.t_start + self.warmup_s
+
+    @property
+    def window_s(self) -> float:
+        return max(0.0, (self.t_end or self.t_measure) - self.t_measure)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "index": self.index,
+            "kind": self.kind,
+            "offered": self.offered,
+            "t_start": self.t_start,
+            "warmup_s": self.warmup_s,
+            "t_end": self.t_end,
+            "arrivals": self.arrivals,
+            "dropped": self.dropped,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Stage:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def offered_text(kind: str, offered: float) -> str:
+    if offered <= 0:
+        return "not shaped"  # the whole run of a run without a load shape: no one offered load
+    if kind == "rate":
+        return f"{offered:g} req/s"
+    return f"{offered:g} user" + ("" if offered == 1 else "s")
+
+
+@dataclass
+class _StageData:
+    store: SampleStore
+    warmup_calls: int = 0
+    late: int = 0
+    lateness: list[float] = field(default_factory=list)
+
+
+class StageAnalysis:
+    """Collects stage boundaries and calls; computes the per-stage rows and the verdicts."""
+
+    def __init__(self, slos: Sequence[SLO] = ()) -> None:
+        self.slos: list[SLO] = list(slos)
+        self.stages: list[Stage] = []
+        self.notes: dict[str, Any] = {}  # e.g. the sweep's stop reason and the load options, for summary.json
+        self._data: dict[str, _StageData] = {}
+        self._begins = array("d")
+        self._ends = array("d")
+        # (t_end, scenario, finished, good, output tokens) of every call, for completion-based rates.
+        self._done: list[tuple[float, str, bool, bool, int]] = []
+
+    # -- feeding ----------------------------------------------------------------------
+
+    @property
+    def current(self) -> Stage | None:
+        return self.stages[-1] if self.stages and self.stages[-1].t_end is None else None
+
+    def begin_stage(self, label: str, kind: str, offered: float, warmup_s: float, t: float) -> Stage:
+        """Close the running stage at ``t`` and open the next one."""
+        self.end(t)
+        stage = Stage(label, len(self.stages), kind, offered, t, warmup_s)
+        self.stages.append(stage)
+        return stage
+
+    def end(self, t: float) -> None:
+        if self.current is not None:
+            self.stages[-1].t_end = t
+
+    def stage(self, label: str | None) -> Stage | None:
+        return next((s for s in self.stages if s.label == label), None)
+
+    def note_arrival(self, label: str | None, warmup: bool, dropped: bool) -> None:
+        """An open-loop arrival fell due (and was dropped at the cap, if ``dropped``)."""
+        stage = self.stage(label)
+        if stage is not None and not warmup:
+            stage.arrivals += 1
+            stage.dropped += dropped
+
+    def add(self, record: CallRecord) -> None:
+        began = record.t_start - record.queue_s
+        self._begins.append(began)
+        self._ends.append(record.t_end)
+        finished = not record.outcome.cancelled
+        self._done.append(
+            (record.t_end, record.scenario, finished, call_meets(record, self.slos), record.output_tokens or 0)
+        )
+        data = self._data_for(record.stage or WHOLE_RUN)
+        if record.warmup:
+            data.warmup_calls += 1
+            return
+        data.store.add(record)
+        lateness = began - record.t_scheduled
+        if lateness > LATE_AFTER_S:
+            data.late += 1
+            data.lateness.append(lateness)
+
+    def _data_for(self, label: str) -> _StageData:
+        data = self._data.get(label)
+        if data is None:
+            data = self._data[label] = _StageData(SampleStore(good=lambda r: call_meets(r, self.slos)))
+        return data
+
+    # -- results ----------------------------------------------------------------------
+
+    def _stages_or_whole_run(self) -> list[Stage]:
+        if self.stages:
+            return self.stages
+        if not self._begins:
+            return []
+        # A run without a load shape is one stage: the whole run, with no warm-up.
+        return [Stage(WHOLE_RUN, 0, "users", 0.0, min(self._begins), 0.0, max(self._ends))]
+
+    def _concurrency(self, stage: Stage) -> float:
+        lo, hi = stage.t_measure, stage.t_end or stage.t_measure
+        if hi <= lo:
+            return 0.0
+        overlaps = (min(e, hi) - max(b, lo) for b, e in zip(self._begins, self._ends, strict=True))
+        return math.fsum(o for o in overlaps if o > 0) / (hi - lo)
+
+    def _completion_rates(self, stage: Stage, block: dict[str, Any]) -> None:
+        """Replace the block's rates by calls *ending* in the measured window, per second.
+
+        Throughput is what the service delivered in the window, whichever stage a call
+        started in; so the last stage is not short of the calls the run's end cancelled.
+        """
+        lo, hi, window = stage.t_measure, stage.t_end or stage.t_measure, stage.window_s
+        totals: dict[str | None, list[int]] = {None: [0, 0, 0]}
+        for t_end, scenario, finished, good, tokens in self._done:
+            if finished and lo <= t_end < hi:
+                for key in (None, scenario):
+                    counts = totals.setdefault(key, [0, 0, 0])
+                    counts[0] += 1
+                    counts[1] += good
+                    counts[2] += tokens
+        targets = [(None, block["overall"]), *block["scenarios"].items()]
+        for key, target in targets:
+            n, n_good, n_tokens = totals.get(key, [0, 0, 0])
+            target["requests_per_s"] = n / window if window > 0 else 0.0
+            target["goodput_per_s"] = n_good / window if window > 0 else 0.0
+            target["output_tokens_per_s"] = n_tokens / window if window > 0 else 0.0
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One summary block per stage (``summary.json``'s ``stages`` values), in run order."""
+        rows = []
+        for stage in self._stages_or_whole_run():
+            data = self._data.get(stage.label) or _StageData(SampleStore())
+            block = data.store.summary(duration_s=stage.window_s)
+            self._completion_rates(stage, block)
+            lateness = sorted(data.lateness)
+            rows.append(
+                {
+                    **stage.to_dict(),
+                    "t_measure": stage.t_measure,
+                    "window_s": stage.window_s,
+                    "warmup_calls": data.warmup_calls,
+                    "concurrency_mean": self._concurrency(stage),
+                    "late": data.late,
+                    "late_max_s": lateness[-1] if lateness else 0.0,
+                    "overall": block["overall"],
+                    "scenarios": block["scenarios"],
+                }
+            )
+        return rows
+
+    def analyse(self, sweep_limits: Sequence[SLO] = ()) -> dict[str, Any]:
+        """The ``stages`` section and the ``load_analysis`` verdicts of summary.json."""
+        rows = self.rows()
+        criteria = criteria_for(self.slos, sweep_limits, rows)
+        for row in rows:
+            results = evaluate([replace(c, stage=None) for c in criteria if c.stage in (None, row["label"])], row)
+            row["meets_criteria"] = all(r.passed for r in results)
+            row["breaches"] = [r.message for r in results if not r.passed]
+        knee = find_knee(rows)
+        sustainable = max_sustainable(rows)
+        return {
+            "stages": {row["label"]: row for row in rows},
+            "load_analysis": {
+                "order": [row["label"] for row in rows],
+                "kind": rows[0]["kind"] if rows else "users",
+                "knee": knee,
+                "max_sustainable": sustainable,
+                "criteria": [c.text for c in criteria],
+                "slos": [s.text for s in self.slos],
+                "sweep_limits": [s.text for s in sweep_limits],
+                "knee_rule": KNEE_RULE,
+                "late_after_s": LATE_AFTER_S,
+                **self.notes,
+            },
+        }
+
+    @classmethod
+    def from_records(
+        cls, records: Iterable[CallRecord], stages: Sequence[Stage] = (), slos: Sequence[SLO] = ()
+    ) -> StageAnalysis:
+        """Rebuild an analysis offline from ``requests.jsonl`` records and known boundaries."""
+        analysis = cls(slos)
+        analysis.stages = [replace(s) for s in stages]
+        kept = list(records)
+        for record in kept:
+            analysis.add(record)
+        if not analysis.stages:
+            analysis.stages = _stages_from_records(analysis, kept)
+        return analysis
+
+
+def _stages_from_records(analysis: StageAnalysis, records: Sequence[CallRecord]) -> list[Stage]:
+    """Boundaries guessed when none were saved: each label from its first call to the next label's first.
+
+    The offered load is read back from the label (``u4`` = 4 users, ``r2.5`` = 2.5 req/s) and
+    the warm-up from the first call not marked ``warmup``.
+    """
+    firsts: dict[str, float] = {}
+    measured: dict[str, float] = {}
+    for r in records:
+        label, began = r.stage or WHOLE_RUN, r.t_start - r.queue_s
+        firsts[label] = min(began, firsts.get(label, began))
+        if not r.warmup:
+            measured[label] = min(began, measured.get(label, began))
+    if set(firsts) <= {WHOLE_RUN}:
+        return []
+    order = sorted(firsts, key=firsts.__getitem__)
+    end = max(analysis._ends)
+    stages = []
+    for i, label in enumerate(order):
+        kind, offered = parse_label(label)
+        t_end = firsts[order[i + 1]] if i + 1 < len(order) else end
+        warmup = max(0.0, measured.get(label, t_end) - firsts[label])
+        stages.append(Stage(label, i, kind, offered, firsts[label], warmup, t_end))
+    return stages
+
+
+def stage_label(kind: str, offered: float) -> str:
+    """``u4`` for 4 users, ``r2.5`` for 2.5 requests/s: short, and valid in an SLO's ``stage=`` scope."""
+    return f"{'r' if kind == 'rate' else 'u'}{offered:g}"
+
+
+def parse_label(label: str) -> tuple[str, float]:
+    kind = "rate" if label.startswith("r") else "users"
+    try:
+        return kind, float(label[1:])
+    except ValueError:
+        return kind, 0.0
+
+
+KNEE_RULE = (
+    f"the knee is the first stage S whose next stage N has throughput efficiency "
+    f"(relative throughput gain / relative offered-load gain) below {KNEE_MAX_EFFICIENCY} while TTFT p50 "
+    f"rises by more than {KNEE_MIN_LATENCY_RISE:.0%}; throughput is output tokens/s (requests/s when no "
+    "tokens were counted), TTFT falls back to completion time for non-streaming runs"
+)
+
+
+def _throughput(row: Mapping[str, Any], use_tokens: bool) -> float:
+    o = row["overall"]
+    return float(o["output_tokens_per_s"] if use_tokens else o["requests_per_s"])
+
+
+def _latency(row: Mapping[str, Any]) -> float | None:
+    o = row["overall"]
+    value = o["ttft_s"]["p50"]
+    if value is None:
+        value = o["completion_s"]["p50"]
+    return None if value is None else float(value)
+
+
+def find_knee(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The stage after which throughput stops rising meaningfully while TTFT keeps rising.
+
+    Stages are taken in order of offered load. For each stage S and the next stage N:
+    ``efficiency = (X_N / X_S - 1) / (load_N / load_S - 1)`` where X is output tokens/s
+    (requests/s if no stage counted tokens) and load is users or the arrival rate. S is the
+    knee if ``efficiency < KNEE_MAX_EFFICIENCY`` (throughput grew by less than half as much
+    as the load did) and TTFT p50 rose by more than ``KNEE_MIN_LATENCY_RISE`` (10 %) from S
+    to N. The first such S wins; ``None`` when throughput was still rising at the last stage.
+    """
+    ordered = sorted((r for r in rows if r["offered"] > 0), key=lambda r: r["offered"])
+    use_tokens = any(r["overall"]["output_tokens"] for r in ordered)
+    for here, nxt in itertools.pairwise(ordered):
+        load_gain = nxt["offered"] / here["offered"] - 1
+        x_here, x_next = _throughput(here, use_tokens), _throughput(nxt, use_tokens)
+        l_here, l_next = _latency(here), _latency(nxt)
+        if load_gain <= 0 or x_here <= 0:
+            continue
+        efficiency = (x_next / x_here - 1) / load_gain
+        latency_rise = (l_next / l_here - 1) if l_here and l_next is not None else math.inf
+        if efficiency < KNEE_MAX_EFFICIENCY and latency_rise > KNEE_MIN_LATENCY_RISE:
+            return {
+                "stage": here["label"],
+                "offered": here["offered"],
+                "kind": here["kind"],
+                "next_stage": nxt["label"],
+                "efficiency": efficiency,
+                "throughput_gain": x_next / x_here - 1,
+                "load_gain": load_gain,
+                "ttft_p50_rise": latency_rise if math.isfinite(latency_rise) else None,
+            }
+    return None
+
+
+def max_sustainable(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The highest offered load whose stage met every criterion (``meets_criteria``), or None."""
+    passing = [r for r in rows if r.get("meets_criteria") and r["overall"]["ok"] > 0]
+    if not passing:
+        return None
+    best = max(passing, key=lambda r: r["offered"])
+    return {"stage": best["label"], "offered": best["offered"], "kind": best["kind"]}
+
+
+def criteria_for(slos: Sequence[SLO], sweep_limits: Sequence[SLO], rows: Sequence[Mapping[str, Any]]) -> list[SLO]:
+    """What "sustainable" means for this run: the SLOs, else the sweep limits, else the defaults.
+
+    The defaults (no ``--slo`` and no sweep limit) are an error rate below 1 % and a TTFT
+    p95 at most twice the first stage's, i.e. "the service still answers, and latency has
+    not doubled from the lightest load".
+    """
+    if slos or sweep_limits:
+        return [*slos, *sweep_limits]
+    criteria = [parse_slo(f"error_rate<{DEFAULT_MAX_ERROR_RATE * 100:g}%")]
+    first = next((r for r in rows if r["overall"]["ttft_s"]["p95"] is not None), None)
+    if first is not None:
+        limit_ms = first["overall"]["ttft_s"]["p95"] * 1000 * DEFAULT_TTFT_FACTOR
+        criteria.append(parse_slo(f"ttft_p95<={limit_ms:.1f}ms"))
+    return criteria
+
+
+# -- files and terminal ---------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Load shaping: stepped and swept stages, open-loop arrivals, and distributed runs."""

@@ -1,0 +1,1 @@
+"""Watching a run while it goes: generator health, spend, rate limits and the live figures."""

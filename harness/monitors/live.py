@@ -1,0 +1,331 @@
+"""Live figures of the run in progress: what the web UI's LLM tab and ``GET /llm/stats`` show.
+
+The harness's :class:`~harness.core.summary.SampleStore` already keeps every sample of the run,
+so the run-wide figures here are exactly those ``summary.json`` will hold. This module adds
+what a person watching a run needs besides: the same figures over a recent window, calls in
+flight, the current stage, rate-limit headroom from the ``anthropic-ratelimit-*`` headers, a
+time series for the charts, and throughput against latency per stage.
+
+Everything is computed from the ``llm_request`` event, so on a master, which re-fires the
+workers' records there, the figures are the merged ones. Calls in flight on workers reach
+the master through Locust's own worker reports.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from harness.core.measure import CallRecord
+from harness.core.ratelimits import parse_ratelimit
+from harness.core.slo import call_meets
+from harness.core.summary import SampleStore, distribution
+from harness.runtime.features import Feature
+from harness.runtime.state import Harness, harness_of
+
+__all__ = ["FEATURE", "WINDOW_S", "LiveStats", "install", "live_of"]
+
+WINDOW_S = 30.0
+"""The recent window of the table's "last 30 s" figures."""
+
+CHART_WINDOW_S = 10.0
+"""The window of each chart point: Locust's own "current" percentiles use 10 s too."""
+
+MAX_POINTS = 600
+"""Chart points kept; past it the series halves its resolution, so memory stays bounded."""
+
+_REPORT_KEY = "llm_in_flight"
+
+Section = Callable[[], dict[str, Any] | None]
+
+
+class _Stage:
+    """Calls that started in one stage: the points of the throughput-latency plot."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls = 0
+        self.ok = 0
+        self.output_tokens = 0
+        self.ttft: array[float] = array("d")
+        self.completion: array[float] = array("d")
+        self.seen_s = 0.0  # how long the harness was observed in this stage
+
+    def add(self, record: CallRecord) -> None:
+        self.calls += 1
+        self.output_tokens += record.output_tokens or 0
+        if not record.outcome.ok:
+            return
+        self.ok += 1
+        self.completion.append(record.completion_s)
+        if record.ttft_s is not None:
+            self.ttft.append(record.ttft_s)
+
+    def summary(self) -> dict[str, Any]:
+        span = self.seen_s
+        ttft = distribution(self.ttft)
+        return {
+            "stage": self.name,
+            "calls": self.calls,
+            "ok": self.ok,
+            "duration_s": span,
+            "requests_per_s": self.calls / span if span > 0 else None,
+            "output_tokens_per_s": self.output_tokens / span if span > 0 else None,
+            "ttft_p50_s": ttft["p50"],
+            "ttft_p95_s": ttft["p95"],
+            "completion_p50_s": distribution(self.completion)["p50"],
+        }
+
+
+class LiveStats:
+    """The live figures of one Environment; :meth:`snapshot` is the ``/llm/stats`` document."""
+
+    def __init__(
+        self,
+        environment: Environment,
+        *,
+        window_s: float = WINDOW_S,
+        chart_window_s: float = CHART_WINDOW_S,
+        tick_s: float = 2.0,
+    ) -> None:
+        self.environment = environment
+        self.window_s = window_s
+        self.chart_window_s = min(chart_window_s, window_s)
+        self.tick_s = tick_s
+        self.sections: dict[str, Section] = {}
+        self._reset()
+        self._cache: dict[str, Any] | None = None
+        self._cache_at = 0.0
+        self._cost = 0.0
+        self._ticker: gevent.Greenlet | None = None
+        self._worker_in_flight: dict[str, dict[str, int]] = {}
+        harness_of(environment)  # the run's state and its llm_* events exist from here on
+        events = environment.events
+        events.llm_request.add_listener(self._on_record)  # type: ignore[attr-defined]
+        events.llm_summary.add_listener(self._on_summary)  # type: ignore[attr-defined]
+        events.test_start.add_listener(self._on_test_start)
+        events.test_stop.add_listener(self._on_test_stop)
+        events.worker_report.add_listener(self._on_worker_report)
+
+    @property
+    def harness(self) -> Harness:
+        return harness_of(self.environment)
+
+    def add_section(self, name: str, provider: Section) -> None:
+        """Show ``provider()`` (a flat dict, or None to hide it) as a live section of the tab."""
+        self.sections[name] = provider
+
+    # -- events ---------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._window: deque[tuple[float, CallRecord]] = deque()
+        self._stages: dict[str, _Stage] = {}
+        self._series: list[dict[str, Any]] = []
+        self._stride = 1
+        self._ticks = 0
+        self._last_tick: float | None = None
+        self._ratelimit: dict[str, dict[str, dict[str, Any]]] = {}
+        self._started: float | None = None
+        self._stopped: float | None = None
+        self._summary_sections: dict[str, Any] = {}
+
+    def _on_record(self, *, record: CallRecord, **_: Any) -> None:
+        now = time.monotonic()
+        self._window.append((now, record))
+        if record.stage is not None:
+            stage = self._stages.get(record.stage)
+            if stage is None:
+                stage = self._stages[record.stage] = _Stage(record.stage)
+            stage.add(record)
+        if record.ratelimit:
+            per_model = self._ratelimit.setdefault(record.model, {})
+            for dimension, entry in parse_ratelimit(record.ratelimit).items():
+                merged = {**per_model.get(dimension, {}), **entry}
+                limit, remaining = merged.get("limit"), merged.get("remaining")
+                if isinstance(limit, int) and isinstance(remaining, int) and limit > 0:
+                    headroom = merged["headroom"] = remaining / limit
+                    merged["lowest_headroom"] = min(merged.get("lowest_headroom", headroom), headroom)
+                per_model[dimension] = merged
+
+    def _on_summary(self, *, summary: dict[str, Any], **_: Any) -> None:
+        # Sections other analyses add at the end (generator health, stages, SLOs) show as they are.
+        self._summary_sections = {k: v for k, v in summary.items() if k in ("generator",)}
+        self._cache = None
+
+    def _on_test_start(self, **_: Any) -> None:
+        if isinstance(self.environment.runner, WorkerRunner):
+            return
+        self._reset()
+        self._started = time.monotonic()
+        self._cache = None
+        if self._ticker is None or self._ticker.dead:
+            self._ticker = gevent.spawn(self._tick_loop)
+
+    def _on_test_stop(self, **_: Any) -> None:
+        if self._started is not None and self._stopped is None:
+            self._tick()
+            self._stopped = time.monotonic()
+        self._cache = None
+
+    def _on_worker_report(self, *, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        counts = data.get(_REPORT_KEY)
+        if isinstance(counts, dict):
+            self._worker_in_flight[client_id] = {str(k): int(v) for k, v in counts.items()}
+
+    # -- the time series --------------------------------------------------------------
+
+    def _tick_loop(self) -> None:
+        while self._started is not None and self._stopped is None:
+            gevent.sleep(self.tick_s)
+            if self._stopped is None:
+                self._tick()
+
+    def _tick(self) -> None:
+        if self._started is None:
+            return
+        now = time.monotonic()
+        since = now - (self._last_tick if self._last_tick is not None else self._started)
+        self._last_tick = now
+        stage_name = self.harness.stage
+        if stage_name is not None:
+            stage = self._stages.get(stage_name)
+            if stage is None:
+                stage = self._stages[stage_name] = _Stage(stage_name)
+            stage.seen_s += since
+        self._ticks += 1
+        if self._ticks % self._stride:
+            return
+        recent = [r for at, r in self._window if at >= now - self.chart_window_s]
+        span = min(self.chart_window_s, now - self._started)
+        ok = [r for r in recent if r.ok]
+        ttft = distribution(r.ttft_s for r in ok if r.ttft_s is not None)
+        runner = self.environment.runner
+        self._series.append(
+            {
+                "t": round(now - self._started, 3),
+                "stage": stage_name,
+                "users": runner.user_count if runner is not None else 0,
+                "in_flight": sum(self.in_flight().values()),
+                "requests_per_s": len(recent) / span if span > 0 else 0.0,
+                "output_tokens_per_s": sum(r.output_tokens or 0 for r in recent) / span if span > 0 else 0.0,
+                "ttft_p50_s": ttft["p50"],
+                "ttft_p95_s": ttft["p95"],
+                "errors_per_s": (len(recent) - len(ok)) / span if span > 0 else 0.0,
+            }
+        )
+        if len(self._series) > MAX_POINTS:
+            self._series = self._series[::2]
+            self._stride *= 2
+
+    # -- figures ----------------------------------------------------------------------
+
+    def in_flight(self) -> dict[str, int]:
+        """Calls in flight per scenario: this process's and, on a master, every worker's."""
+        counts = dict(self.harness.in_flight_by_scenario)
+        runner = self.environment.runner
+        live_clients = set(runner.clients) if isinstance(runner, MasterRunner) else set()
+        for client_id, per_scenario in self._worker_in_flight.items():
+            if client_id not in live_clients:
+                continue
+            for name, n in per_scenario.items():
+                counts[name] = counts.get(name, 0) + n
+        return counts
+
+    def snapshot(self, *, max_age_s: float = 0.5) -> dict[str, Any]:
+        """The ``/llm/stats`` document; recomputed at most every ``max_age_s``.
+
+        Exact percentiles sort every sample of the run, so on a very long run the document is
+        recomputed no more often than ten times what it took last time: at most ~10% of a core.
+        """
+        now = time.monotonic()
+        if self._cache is not None and now - self._cache_at < max(max_age_s, 10 * self._cost):
+            return self._cache
+        began = time.perf_counter()
+        self._cache = self._compute(now)
+        self._cost = time.perf_counter() - began
+        self._cache_at = now
+        return self._cache
+
+    def _compute(self, now: float) -> dict[str, Any]:
+        harness = self.harness
+        run = harness.store.summary(duration_s=harness.duration_s)
+        window, window_len = self._window_summary(now)
+        empty = SampleStore().summary(duration_s=window_len)["overall"]
+        in_flight = self.in_flight()
+        names = sorted(set(run["scenarios"]) | set(window["scenarios"]) | set(in_flight))
+        runner = self.environment.runner
+        sections = {name: provider() for name, provider in self.sections.items()}
+        sections.update(self._summary_sections)
+        return {
+            "state": runner.state if runner is not None else None,
+            "stage": harness.stage,
+            "users": runner.user_count if runner is not None else 0,
+            "elapsed_s": harness.duration_s,
+            "window_s": window_len,
+            "total": {**_row(run["overall"], window["overall"]), "in_flight": sum(in_flight.values())},
+            "scenarios": {
+                name: {
+                    **_row(run["scenarios"].get(name, empty), window["scenarios"].get(name, empty)),
+                    "in_flight": in_flight.get(name, 0),
+                }
+                for name in names
+            },
+            "ratelimit": self._ratelimit,
+            "sections": {k: v for k, v in sections.items() if v},
+            "series": list(self._series),
+            "stages": [s.summary() for s in self._stages.values()],
+        }
+
+    def _window_summary(self, now: float) -> tuple[dict[str, Any], float]:
+        end = self._stopped if self._stopped is not None else now
+        while self._window and self._window[0][0] < end - self.window_s:
+            self._window.popleft()
+        started = self._started if self._started is not None else end
+        window_len = max(0.0, min(self.window_s, end - started))
+        slos = self.harness.slos
+        store = SampleStore(good=lambda r: call_meets(r, slos))
+        for _, record in self._window:
+            store.add(record)
+        return store.summary(duration_s=window_len), window_len
+
+
+def _row(run: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:
+    return {"run": run, "window": window}
+
+
+def _report_in_flight(environment: Environment) -> None:
+    """On a worker: send the calls in flight to the master with each stats report."""
+
+    def on_report(*, data: dict[str, Any], **_: Any) -> None:
+        data[_REPORT_KEY] = harness_of(environment).in_flight_by_scenario
+
+    environment.events.report_to_master.add_listener(on_report)
+
+
+def install(harness: Harness, *, always: bool = False) -> LiveStats | None:
+    """The live figures where a web UI shows them (or ``always``); on a worker, its side of them."""
+    environment = harness.environment
+    if isinstance(environment.runner, WorkerRunner):
+        _report_in_flight(environment)
+        return None
+    return LiveStats(environment) if always or environment.web_ui is not None else None
+
+
+FEATURE = Feature("live figures", install)
+
+
+def live_of(environment: Environment) -> LiveStats:
+    """The run's :class:`LiveStats`, created (and listening) on first use."""
+    harness = harness_of(environment)
+    live = harness.feature(LiveStats)
+    if live is None:
+        live = LiveStats(environment)
+        harness.install(Feature("live figures (asked for)", lambda _: live))
+    return live

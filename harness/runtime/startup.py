@@ -1,0 +1,54 @@
+"""A CLI run's start-up: quiet the HTTP loggers, check the scenarios, pick the target, pay the SDK import.
+
+Everything here happens at Locust's ``init``, before any load, so a bad scenario or
+target stops the run with one line and exit code 2, and no call is charged with a
+second of imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from harness.runtime.features import Feature
+from harness.runtime.state import Harness
+from harness.runtime.target import resolve_target, start_simulator
+from harness.runtime.user import AnthropicUser
+
+__all__ = ["FEATURE", "install", "validate_user_classes"]
+
+
+def validate_user_classes(environment: Environment) -> None:
+    """Raise ConfigError (one line naming the scenario and file) for a class that cannot run."""
+    for user_class in environment.user_classes:
+        if issubclass(user_class, AnthropicUser):
+            user_class.validate()
+
+
+def install(harness: Harness) -> None:
+    """Check the configuration and pick the target; raises ConfigError."""
+    environment = harness.environment
+    # The SDK's HTTP client logs every request at INFO, which would drown Locust's output.
+    for name in ("httpx2", "httpx", "httpcore2", "anthropic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    validate_user_classes(environment)
+    if not isinstance(environment.runner, WorkerRunner):
+        # Workers get the host from the master with every spawn message.
+        target = resolve_target(environment.host, os.environ)
+        if target.url is None:
+            environment.host = start_simulator(harness.options.simulator_args)
+        else:
+            environment.host = target.url
+    # Importing the SDK takes a second or more on a busy machine and blocks the event loop
+    # (a worker that blocks misses its heartbeats): pay it here, before any load.
+    if environment.host:
+        harness.transport(environment.host)
+    elif harness.options.transport == "sdk":
+        importlib.import_module("harness.transports.sdk")
+
+
+FEATURE = Feature("start-up", install)

@@ -1,0 +1,321 @@
+"""The harness's state for one Locust :class:`~locust.env.Environment`.
+
+Like Locust's ``Environment``, one :class:`Harness` object carries everything a run
+shares: the options, the process-wide transport, the calls in flight, the raw samples,
+the artefact files and the installed features (:mod:`harness.runtime.features`), each
+found by its type. :func:`attach` creates it (the plugin does so at Locust's ``init``;
+in-process runs may call it directly) and :func:`harness_of` finds it; it is the one
+attribute the harness sets on Locust's ``Environment``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import gevent
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from harness.core.artefacts import RequestsWriter, write_json_atomic
+from harness.core.errors import CallError, ConfigError
+from harness.core.measure import CANCELLED, PROTOCOL, CallMeasurement, CallRecord
+from harness.core.options import from_namespace
+from harness.core.redact import redact
+from harness.core.request import MessageRequest
+from harness.core.slo import SLO, call_meets
+from harness.core.summary import SampleStore
+from harness.runtime import events as llm_events
+from harness.runtime.deadline import call_deadline
+from harness.runtime.options import HarnessOptions
+from harness.runtime.target import api_key_for
+from harness.transports.base import Transport, TransportConfig
+from harness.transports.registry import get_transport
+
+if TYPE_CHECKING:
+    from harness.runtime.features import Feature
+
+__all__ = ["Harness", "attach", "harness_of"]
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+_ATTR = "llm_harness"
+
+
+class Harness:
+    """Run state and the one path every measured call takes."""
+
+    def __init__(self, environment: Environment, options: HarnessOptions) -> None:
+        self.environment = environment
+        self.options = options
+        self._stage: str | None = None
+        # Called with each new stage label (a master forwards it to its workers).
+        self.stage_listeners: list[Callable[[str | None], None]] = []
+        # Called at test stop before the summary (a master waits there for its workers' last records).
+        self.before_summary: list[Callable[[], None]] = []
+        self.warmup = False  # set by a load shape while its stage warms up; stamped on each record
+        self.slos: list[SLO] = []
+        self.store = self._new_store()
+        self.requests: RequestsWriter | None = None
+        self._in_flight: dict[str, CallMeasurement] = {}
+        self._run_started: float | None = None
+        self._run_ended: float | None = None
+        self.last_summary: dict[str, Any] | None = None
+        self._api_key = api_key_for(os.environ)
+        self._last_transport: tuple[str, HarnessOptions, Transport] | None = None
+        self._features: dict[str, Any] = {}  # feature name -> its per-run object
+        self._by_type: dict[type, Any] = {}
+        # This worker's (index, count) among the run's workers, from the master; (0, 1) elsewhere.
+        self.worker_slot: tuple[int, int] = (0, 1)
+        llm_events.install(environment.events)
+        environment.events.llm_request.add_listener(self._on_llm_request)  # type: ignore[attr-defined]
+        environment.events.test_start.add_listener(self._on_test_start)
+        environment.events.test_stop.add_listener(self._on_test_stop)
+
+    # -- features -------------------------------------------------------------------
+
+    def install(self, feature: Feature[T], *args: Any, **kwargs: Any) -> T:
+        """Install ``feature`` into this run (once) and return its per-run object.
+
+        Extra arguments go to the feature's install function: a run built in code passes
+        what the command line would have given (``harness.install(retries.FEATURE, policy)``).
+        """
+        if feature.name in self._features:
+            installed: T = self._features[feature.name]
+            return installed
+        value = feature.install(self, *args, **kwargs)
+        self._features[feature.name] = value
+        if value is not None:
+            self._by_type[type(value)] = value
+        return value
+
+    def feature(self, kind: type[T]) -> T | None:
+        """The installed feature object of type ``kind``, if its feature is installed."""
+        found: T | None = self._by_type.get(kind)
+        return found
+
+    def installed(self, name: str) -> bool:
+        return name in self._features
+
+    def options_of(self, options_class: type[T]) -> T:
+        """A feature's options for this run, from Locust's parsed options (defaults for a run built in code)."""
+        return from_namespace(options_class, self.environment.parsed_options)
+
+    def _new_store(self) -> SampleStore:
+        return SampleStore(good=lambda record: call_meets(record, self.slos))
+
+    @property
+    def stage(self) -> str | None:
+        """The label stamped on each call that starts from now on."""
+        return self._stage
+
+    @stage.setter
+    def stage(self, value: str | None) -> None:
+        self._stage = value
+        for listener in self.stage_listeners:
+            listener(value)
+
+    # -- calls ----------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def transport(self, host: str) -> Transport:
+        # Every call asks; building and hashing a TransportConfig each time is a measurable
+        # share of a call's CPU, so the last answer is kept while host and options stay.
+        last = self._last_transport
+        if last is not None and last[0] == host and last[1] is self.options:
+            return last[2]
+        config = TransportConfig(
+            base_url=host,
+            api_key=self._api_key,
+            timeout_s=self.options.request_timeout,
+            connect_timeout_s=self.options.connect_timeout,
+            max_retries=self.options.max_retries,
+            verify_tls=not self.options.insecure,
+        )
+        transport = get_transport(self.options.transport, config)
+        self._last_transport = (host, self.options, transport)
+        return transport
+
+    def call(
+        self,
+        request: MessageRequest,
+        *,
+        host: str,
+        scenario: str,
+        user_id: int | None = None,
+        t_scheduled: float | None = None,
+        attempt: int = 1,
+        retry_of: str | None = None,
+    ) -> CallRecord:
+        """Send ``request``, measure it, report it once; never raises for a failed call.
+
+        A greenlet killed mid-call (the run stopped) records the call as ``cancelled``
+        and lets the kill go on.
+        """
+        measurement = CallMeasurement(
+            scenario=scenario,
+            model=request.model,
+            stream=request.stream,
+            user_id=user_id,
+            worker=self.worker_name,
+            stage=self.stage,
+            warmup=self.warmup,
+            t_scheduled=t_scheduled,
+            attempt=attempt,
+            retry_of=retry_of,
+        )
+        self._in_flight[measurement.call_id] = measurement
+        try:
+            with call_deadline(self.options.call_timeout):
+                self.transport(host).send(request, measurement)
+            record = measurement.finish()
+        except CallError as exc:
+            record = measurement.finish(exc.outcome, error_message=exc.reason)  # CallError redacts it
+        except gevent.GreenletExit:
+            self._cancel(measurement, "run stopped mid-call")
+            raise
+        except Exception as exc:  # a bug must cost one call, not the user
+            log.exception("unexpected error in a call of %s", scenario)
+            record = measurement.finish(PROTOCOL, error_message=redact(f"{type(exc).__name__}: {exc}"))
+        finally:
+            self._in_flight.pop(measurement.call_id, None)
+        self._report(record)
+        return record
+
+    def _cancel(self, measurement: CallMeasurement, why: str) -> None:
+        if measurement.finished is None:
+            self._report(measurement.finish(CANCELLED, error_message=why))
+
+    def _report(self, record: CallRecord) -> None:
+        llm_events.report_to_locust(self.environment, record)
+        self.environment.events.llm_request.fire(record=record, environment=self.environment)  # type: ignore[attr-defined]
+
+    # -- the run --------------------------------------------------------------------
+
+    def _on_llm_request(self, *, record: CallRecord, **_: Any) -> None:
+        self.store.add(record)
+        if self.requests is not None:
+            self.requests.write(record)
+
+    def _on_test_start(self, **_: Any) -> None:
+        # A full garbage collection in mid-run stops every greenlet while it scans the heap
+        # (~100 ms in a large process: a TTFT 100 ms late). Collect before the first call,
+        # then freeze what exists, so the run's collections scan only the run's own objects;
+        # Locust freezes the same way before it forks --processes workers.
+        gc.collect()
+        gc.freeze()
+        self._refresh_options()
+        self.store = self._new_store()
+        self._run_started = time.monotonic()
+        self._run_ended = None
+        if self.environment.host and not isinstance(self.environment.runner, MasterRunner):
+            # Build the shared client now, so its ~1 s first import is not charged to a call.
+            # (A master makes no calls: blocking it here would delay every worker's spawn.)
+            self.transport(self.environment.host)
+        if self.writes_artefacts:
+            if self.requests is None:
+                self.requests = RequestsWriter(Path(self.options.report_dir or "."))
+            self.requests.open()
+
+    def _refresh_options(self) -> None:
+        # The web UI's start form (and, on a worker, the master's spawn message) may have
+        # changed the options since the last run; each run uses the values it started with.
+        parsed = self.environment.parsed_options
+        if parsed is None:
+            return
+        try:
+            self.options = HarnessOptions.from_namespace(parsed)
+        except ConfigError as exc:
+            log.error("keeping the previous options: %s", exc)
+
+    @property
+    def in_flight_by_scenario(self) -> dict[str, int]:
+        """Calls in flight per scenario."""
+        counts: dict[str, int] = {}
+        for measurement in self._in_flight.values():
+            counts[measurement.scenario] = counts.get(measurement.scenario, 0) + 1
+        return counts
+
+    def _on_test_stop(self, **_: Any) -> None:
+        # Users killed without a chance to run their own handler still get their record.
+        for measurement in list(self._in_flight.values()):
+            self._cancel(measurement, "run stopped mid-call")
+        self._run_ended = time.monotonic()
+        for hook in self.before_summary:
+            hook()
+        self.last_summary = self.summary()
+        self.environment.events.llm_summary.fire(  # type: ignore[attr-defined]
+            summary=self.last_summary, harness=self, environment=self.environment
+        )
+        self.write_summary(self.last_summary)
+
+    @property
+    def duration_s(self) -> float:
+        if self._run_started is None:
+            return 0.0
+        end = self._run_ended if self._run_ended is not None else time.monotonic()
+        return end - self._run_started
+
+    def summary(self) -> dict[str, Any]:
+        """The summary.json document for the run so far."""
+        return self.store.summary(
+            duration_s=self.duration_s,
+            extra={"config": self.run_config()},
+        )
+
+    def run_config(self) -> dict[str, Any]:
+        """What the run was asked to do; never the API key."""
+        env = self.environment
+        parsed = env.parsed_options
+        return {
+            "host": env.host,
+            "scenarios": [u.__name__ for u in env.user_classes],
+            "users": getattr(parsed, "num_users", None),
+            "spawn_rate": getattr(parsed, "spawn_rate", None),
+            "run_time": getattr(parsed, "run_time", None),
+            **self.options.public(),
+        }
+
+    @property
+    def writes_artefacts(self) -> bool:
+        # Workers leave the files to the master, which sees every worker's calls.
+        return bool(self.options.report_dir) and not isinstance(self.environment.runner, WorkerRunner)
+
+    def write_summary(self, document: dict[str, Any]) -> None:
+        if not self.writes_artefacts or self.options.report_dir is None:
+            return
+        if self.requests is not None:
+            self.requests.close()
+        write_json_atomic(Path(self.options.report_dir) / "summary.json", document)
+
+    @property
+    def worker_name(self) -> str:
+        runner = self.environment.runner
+        return str(runner.client_id) if isinstance(runner, WorkerRunner) else "local"
+
+
+def attach(environment: Environment, options: HarnessOptions | None = None) -> Harness:
+    """Create the harness for ``environment`` (once); later calls return the same one."""
+    existing: Harness | None = getattr(environment, _ATTR, None)
+    if existing is not None:
+        return existing
+    if options is None:
+        options = HarnessOptions.from_namespace(environment.parsed_options)
+    harness = Harness(environment, options)
+    setattr(environment, _ATTR, harness)
+    return harness
+
+
+def harness_of(environment: Environment) -> Harness:
+    """The environment's harness, attached with default options if nothing attached one yet."""
+    return attach(environment)

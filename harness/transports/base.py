@@ -1,0 +1,61 @@
+"""The transport seam: how a :class:`MessageRequest` reaches the server.
+
+A transport sends one request and reports what happens to a
+:class:`~harness.core.measure.CallMeasurement`; it raises :class:`~harness.core.errors.CallError`
+with the outcome class when the call fails. Which transport runs is a run option
+(``--transport``); all of them produce identical records for identical streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from harness.core.lag import LagHistogram
+from harness.core.measure import CallMeasurement
+from harness.core.request import MessageRequest
+
+__all__ = ["ANTHROPIC_API_URL", "FIRST_TOKEN_LATE", "Transport", "TransportConfig"]
+
+ANTHROPIC_API_URL = "https://api.anthropic.com"
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """Connection settings shared by every call of one process.
+
+    ``api_key`` is excluded from ``repr`` so it cannot leak through a log line.
+    """
+
+    base_url: str
+    api_key: str
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    max_retries: int = 0
+    verify_tls: bool = True
+
+    def __repr__(self) -> str:
+        return (
+            f"TransportConfig(base_url={self.base_url!r}, api_key='***', timeout_s={self.timeout_s}, "
+            f"connect_timeout_s={self.connect_timeout_s}, max_retries={self.max_retries}, "
+            f"verify_tls={self.verify_tls})"
+        )
+
+
+class Transport(Protocol):
+    """Sends one Messages API request and measures it."""
+
+    name: str
+
+    def send(self, request: MessageRequest, measurement: CallMeasurement) -> None:
+        """Perform the call, reporting to ``measurement``; raise CallError on failure."""
+        ...
+
+
+FIRST_TOKEN_LATE = LagHistogram()
+"""How long each call's first token waited in this process, from the kernel's receipt of
+its bytes to its stamp: the generator's own share of that TTFT, measured on the reads
+themselves. A lag probe wakes at even times and can miss moments when many streams'
+tokens arrive at once (lockstep streams starting together); this cannot. Filled by a
+transport that sees the kernel's receive times (the fast transport on plain HTTP, Linux);
+the generator-health monitor reads it and resets it at each test start."""

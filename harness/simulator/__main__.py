@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .config import SimulatorConfig, apply_file, load_config_file
 from .faults import FAULT_HEADER
-from .ratelimit import TIERS
+from .ratelimit import OFF, TIERS
 from .server import Simulator
 
 FAULT_HELP = {
@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         "decode_tokens_per_s; it falls as the batch fills). Haiku's default is 170",
     )
     p.add_argument(
+        "--prefill-tps",
+        type=float,
+        default=None,
+        metavar="TOKENS_PER_S",
+        help="prompt tokens processed per second before the first token, for every model (sets "
+        "prefill_tokens_per_s; cache reads go cache_read_speedup = 10x faster). Haiku's default is 40000",
+    )
+    p.add_argument(
         "--max-batch",
         type=int,
         default=None,
@@ -102,12 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop when process PID is gone (the harness passes its own pid, so a simulator it "
         "started never outlives it, even when it was killed)",
     )
-    rl = p.add_argument_group("rate limits (per API key, off by default)")
+    rl = p.add_argument_group("rate limits (per API key; without options, a generous default tier)")
     rl.add_argument(
         "--rate-limit-tier",
         default=None,
-        choices=sorted(TIERS),
-        help="illustrative per-minute limits shaped like Anthropic's usage tiers",
+        choices=[*sorted(TIERS), OFF],
+        help="illustrative per-minute limits shaped like Anthropic's usage tiers; without any limit "
+        "option the generous 'default' tier (100,000 RPM) sends anthropic-ratelimit-* headers but never "
+        "refuses; 'off' sends no such headers",
     )
     rl.add_argument("--rpm", type=int, default=None, help="requests per minute (overrides the tier)")
     rl.add_argument("--itpm", type=int, default=None, help="input tokens per minute (overrides the tier)")
@@ -166,7 +176,12 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     ):
         if getattr(args, flag) is not None:
             config.faults[key] = getattr(args, flag)
-    overrides = {"base_delay_s": args.ttft, "decode_tokens_per_s": args.tps, "max_batch": args.max_batch}
+    overrides = {
+        "base_delay_s": args.ttft,
+        "decode_tokens_per_s": args.tps,
+        "prefill_tokens_per_s": args.prefill_tps,
+        "max_batch": args.max_batch,
+    }
     config.all_models.update({k: v for k, v in overrides.items() if v is not None})
     # A flag must win over a per-model value from the file too.
     for values in config.models.values():

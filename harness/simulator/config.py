@@ -8,7 +8,8 @@ A config file is JSON or TOML (by extension: .toml is TOML, anything else JSON) 
     all_models      {profile parameter: value} applied to every model profile
     models          {model id: {profile parameter: value}} override a profile or define a new model id
     rate_limits     {"tier": name} and/or requests_per_minute / input_tokens_per_minute /
-                    output_tokens_per_minute (see ratelimit.py; off by default)
+                    output_tokens_per_minute (see ratelimit.py; default: the generous "default" tier,
+                    headers only in practice; {"tier": "off"}: no limits, no headers)
     faults          fault rates, durations and schedule (see faults.py; off by default)
     trace           path of the ground-truth trace file
 """

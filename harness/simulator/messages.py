@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .length import scan_window
+
 FIXED_MEDIA_TOKENS = 1600
 
 
@@ -48,6 +50,10 @@ class MessagesRequest:
     tool_choice: dict[str, Any]
     last_user_has_tool_result: bool
     units: list[PromptUnit] = field(default_factory=list)
+    # The two ends of the system prompt's and the last user turn's text: where length.py looks for
+    # "in one sentence" or "explain".
+    system_text: str = ""
+    last_user_text: str = ""
 
     @property
     def input_tokens(self) -> int:
@@ -101,6 +107,11 @@ def _block_chars(block: Any) -> tuple[int, int | None]:
     if kind in ("image", "document"):
         return 0, FIXED_MEDIA_TOKENS
     return len(json.dumps(block)), None
+
+
+def _texts(blocks: list[Any]) -> list[str]:
+    """The text of a block list's text blocks (what a reader of the prompt sees as instructions)."""
+    return [str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
 
 
 def parse_messages_request(body: Any, *, for_count: bool = False) -> MessagesRequest:
@@ -165,9 +176,12 @@ def parse_messages_request(body: Any, *, for_count: bool = False) -> MessagesReq
         )
         units.append(_unit(chars, _strip(tool), _ttl(tool)))
     system = body.get("system")
+    system_text = ""
     if isinstance(system, str):
         units.append(_unit(len(system), system, None))
+        system_text = scan_window(system)
     elif isinstance(system, list):
+        system_text = scan_window("\n".join(_texts(system)))
         for block in system:
             chars, fixed = _block_chars(block)
             units.append(_unit(chars, _strip(block), _ttl(block), fixed))
@@ -175,6 +189,7 @@ def parse_messages_request(body: Any, *, for_count: bool = False) -> MessagesReq
         raise InvalidRequest("system: Input should be a valid string or list of text blocks")
 
     last_user_has_tool_result = False
+    last_user_text = ""
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequest(f"messages.{i}: Input should be a valid dictionary")
@@ -198,6 +213,7 @@ def parse_messages_request(body: Any, *, for_count: bool = False) -> MessagesReq
             raise InvalidRequest(f"messages.{i}.content: Input should be a valid string or list")
         if role == "user":
             last_user_has_tool_result = any(isinstance(b, dict) and b.get("type") == "tool_result" for b in blocks)
+            last_user_text = scan_window(content if isinstance(content, str) else "\n".join(_texts(blocks)))
 
     return MessagesRequest(
         model=model,
@@ -209,4 +225,6 @@ def parse_messages_request(body: Any, *, for_count: bool = False) -> MessagesReq
         tool_choice=tool_choice,
         last_user_has_tool_result=last_user_has_tool_result,
         units=units,
+        system_text=system_text,
+        last_user_text=last_user_text,
     )

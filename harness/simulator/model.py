@@ -2,7 +2,9 @@
 
 The model (formulas also in docs/simulator.md):
 
-    TTFT          = base_delay * J + queue_wait + uncached_input_tokens / prefill_tokens_per_s + step(n)
+    TTFT          = base_delay * J + queue_wait + prefill + step(n)
+    prefill       = (uncached + cache_creation tokens) / prefill_tokens_per_s
+                    + cache_read tokens / (prefill_tokens_per_s * cache_read_speedup)
     step(n)       = (1 / decode_tokens_per_s) * (1 + batch_slowdown * (n - 1)) * U      (one token per stream)
     per-stream    = decode_tokens_per_s / (1 + batch_slowdown * (n - 1))                 tokens/s
     aggregate     = n * per-stream, for n <= max_batch (admitted requests); more requests wait in a FIFO queue
@@ -24,6 +26,8 @@ from collections import deque
 from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
+from .length import DEFAULT_ASK, Ask, LengthAsk
+
 
 @dataclass(frozen=True, slots=True)
 class ModelProfile:
@@ -34,20 +38,33 @@ class ModelProfile:
     base_delay_s: float  # network + front-end time before the model starts; the TTFT of an empty prompt
     base_delay_jitter: float  # sigma of the log-normal factor on base_delay_s
     prefill_tokens_per_s: float  # uncached input tokens processed per second before the first token
+    cache_read_speedup: float  # a cache-read token prefills this many times faster than an uncached one
     decode_tokens_per_s: float  # per-stream output rate when the stream is alone in the batch
     batch_slowdown: float  # fractional slowdown of every stream per extra request in the batch
     max_batch: int  # requests decoded concurrently; beyond this they queue (FIFO)
     step_jitter: float  # +/- fraction of uniform jitter on each inter-token gap
-    output_tokens_median: int  # seeded log-normal output length when max_tokens does not cut it short
-    output_tokens_sigma: float
+    output_tokens_median: int  # seeded log-normal answer length for a prompt that states no length (length.py)
+    output_tokens_sigma: float  # sigma of that log-normal, also for brief and long answers
     output_tokens_min: int
     output_tokens_max: int
-    thinking_tokens_median: int  # extended thinking length (capped by budget_tokens)
+    brief_tokens_median: int  # median answer length when the prompt asks for brevity ("briefly", "be concise")
+    long_tokens_median: int  # median answer length of an open question ("explain", "describe in detail")
+    asked_tokens_sigma: float  # log-normal spread around a stated size ("in 50 words", "in one sentence")
+    thinking_tokens_median: int  # extended thinking length with an unlimited budget
+    thinking_budget_fraction: float  # a budget B pulls the thinking median down to B * this fraction
     cache_min_tokens: int  # a cache_control prefix shorter than this is not cached, like the real API
 
     def step_time(self, n: int) -> float:
         """Seconds between two tokens of one stream when `n` requests share the batch."""
         return (1.0 + self.batch_slowdown * max(0, n - 1)) / self.decode_tokens_per_s
+
+    def prefill_s(self, fresh_tokens: int, cached_tokens: int = 0) -> float:
+        """Seconds of prefill before the first token: uncached + cache-write tokens, and cache reads."""
+        return (fresh_tokens + cached_tokens / self.cache_read_speedup) / self.prefill_tokens_per_s
+
+    def thinking_median(self, budget: int) -> float:
+        """Median thinking tokens under `budget_tokens` = budget (the draw is then capped at the budget)."""
+        return min(float(self.thinking_tokens_median), self.thinking_budget_fraction * budget)
 
     def aggregate_tokens_per_s(self, n: int) -> float:
         n = min(n, self.max_batch)
@@ -56,11 +73,16 @@ class ModelProfile:
 
 _COMMON: dict[str, Any] = {
     "base_delay_jitter": 0.25,
+    "cache_read_speedup": 10.0,
     "step_jitter": 0.15,
     "output_tokens_sigma": 0.6,
     "output_tokens_min": 8,
-    "output_tokens_max": 1200,
-    "thinking_tokens_median": 300,
+    "output_tokens_max": 8192,
+    "brief_tokens_median": 30,
+    "long_tokens_median": 1000,
+    "asked_tokens_sigma": 0.15,
+    "thinking_tokens_median": 3000,
+    "thinking_budget_fraction": 0.5,
     "cache_min_tokens": 1024,
 }
 
@@ -133,6 +155,13 @@ def build_profiles(
             raise ValueError(f"model {p.name}: rates must be > 0 and max_batch >= 1")
         if p.base_delay_s < 0 or not 0 <= p.step_jitter < 1 or p.output_tokens_min < 1:
             raise ValueError(f"model {p.name}: needs base_delay_s >= 0, 0 <= step_jitter < 1, output_tokens_min >= 1")
+        medians = (p.output_tokens_median, p.brief_tokens_median, p.long_tokens_median, p.thinking_tokens_median)
+        if min(medians) < 1 or p.output_tokens_max < p.output_tokens_min:
+            raise ValueError(f"model {p.name}: token medians must be >= 1 and output_tokens_max >= output_tokens_min")
+        if p.cache_read_speedup < 1 or not 0 < p.thinking_budget_fraction <= 1:
+            raise ValueError(f"model {p.name}: needs cache_read_speedup >= 1 and 0 < thinking_budget_fraction <= 1")
+        if min(p.output_tokens_sigma, p.asked_tokens_sigma, p.base_delay_jitter) < 0:
+            raise ValueError(f"model {p.name}: sigmas and jitters must be >= 0")
     return profiles
 
 
@@ -181,9 +210,21 @@ def resolve_model(name: str, profiles: dict[str, ModelProfile]) -> ModelProfile 
     return None
 
 
-def sample_output_tokens(profile: ModelProfile, rng: random.Random) -> int:
-    """Natural response length (before max_tokens): seeded log-normal around the profile median."""
-    n = round(rng.lognormvariate(math.log(profile.output_tokens_median), profile.output_tokens_sigma))
+def sample_output_tokens(profile: ModelProfile, rng: random.Random, ask: LengthAsk = DEFAULT_ASK) -> int:
+    """Natural answer length (before max_tokens): one seeded log-normal draw around what the prompt asks for.
+
+    A stated size ("in 50 words") is met within `asked_tokens_sigma` and may go below output_tokens_min
+    (one word is one token); the other classes use `output_tokens_sigma` and the [min, max] clip.
+    """
+    if ask.ask is Ask.EXACT:
+        n = round(rng.lognormvariate(math.log(ask.tokens), profile.asked_tokens_sigma))
+        return max(1, min(profile.output_tokens_max, n))
+    median = {
+        Ask.DEFAULT: profile.output_tokens_median,
+        Ask.BRIEF: profile.brief_tokens_median,
+        Ask.LONG: profile.long_tokens_median,
+    }[ask.ask]
+    n = round(rng.lognormvariate(math.log(median), profile.output_tokens_sigma))
     return max(profile.output_tokens_min, min(profile.output_tokens_max, n))
 
 

@@ -3,6 +3,11 @@
 The whole response is decided up front from the request and a per-request seeded RNG; only its timing is
 decided later by the latency model. Each "token" is one delta on the wire (a word of text or thinking, or
 a few characters of tool-input JSON) and counts as one output token.
+
+Lengths: the answer's natural length follows what the prompt asks for (length.py: a stated size, brief,
+open, or the profile's default), then `max_tokens` cuts it (stop_reason "max_tokens"). Thinking comes
+first; its median is the profile's unconstrained thinking length, pulled down by a small budget
+(ModelProfile.thinking_median), and is capped by the budget.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
+from .length import LengthAsk, read_length_ask
 from .messages import MessagesRequest
 from .model import ModelProfile, sample_output_tokens
 
@@ -66,6 +72,7 @@ class ResponsePlan:
     stop_reason: str
     stop_sequence: str | None
     output_tokens: int
+    length_ask: LengthAsk  # what the prompt asked for, which set the answer's natural length
 
 
 def _rand_id(rng: random.Random, prefix: str) -> str:
@@ -111,14 +118,15 @@ def make_plan(req: MessagesRequest, profile: ModelProfile, rng: random.Random) -
     budget = req.max_tokens
     blocks: list[BlockPlan] = []
     used = 0
+    ask = read_length_ask(req.system_text, req.last_user_text)
 
     if req.thinking_budget is not None:
-        n = round(rng.lognormvariate(0.0, 0.5) * profile.thinking_tokens_median)
+        n = round(rng.lognormvariate(0.0, 0.5) * profile.thinking_median(req.thinking_budget))
         n = max(1, min(n, req.thinking_budget, budget))
         blocks.append(BlockPlan("thinking", _words(rng, n), signature=_rand_id(rng, "Sig")))
         used += n
         if used >= budget:
-            return ResponsePlan(blocks, "max_tokens", None, used)
+            return ResponsePlan(blocks, "max_tokens", None, used, ask)
 
     wants_tool = bool(req.tools) and req.tool_choice.get("type") != "none" and not req.last_user_has_tool_result
     if wants_tool:
@@ -132,9 +140,9 @@ def make_plan(req: MessagesRequest, profile: ModelProfile, rng: random.Random) -
         block = BlockPlan("tool_use", pieces[:room], tool_id=_rand_id(rng, "toolu_"), tool_name=tool["name"])
         blocks.append(block)
         used += len(block.deltas)
-        return ResponsePlan(blocks, "tool_use" if len(pieces) <= room else "max_tokens", None, used)
+        return ResponsePlan(blocks, "tool_use" if len(pieces) <= room else "max_tokens", None, used, ask)
 
-    natural = sample_output_tokens(profile, rng)
+    natural = sample_output_tokens(profile, rng, ask)
     n = min(natural, budget - used)
     tokens = _words(rng, n)
     stop_reason = "end_turn" if natural <= budget - used else "max_tokens"
@@ -162,4 +170,4 @@ def make_plan(req: MessagesRequest, profile: ModelProfile, rng: random.Random) -
                 stop_reason = "stop_sequence"
                 break
     blocks.append(BlockPlan("text", tokens))
-    return ResponsePlan(blocks, stop_reason, stop_sequence, used + n)
+    return ResponsePlan(blocks, stop_reason, stop_sequence, used + n, ask)

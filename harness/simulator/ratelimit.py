@@ -1,7 +1,11 @@
 """Per-API-key rate limits: token buckets for requests, input tokens and output tokens per minute.
 
-Off by default. When on, every response to a key carries the `anthropic-ratelimit-*` headers the real
-API sends, and a request that a bucket cannot cover gets 429 `rate_limit_error` with `retry-after`.
+Every response to a key carries the `anthropic-ratelimit-*` headers the real API sends, and a request
+that a bucket cannot cover gets 429 `rate_limit_error` with `retry-after`. With no limit configured the
+`default` tier applies: limits far above what one simulator process can serve, so it never refuses but
+its headers count down like the real API's (a harness reading them sees the same shape as in
+production). Configured limits replace it as a whole (only they are reported); tier `off` sends no
+headers and limits nothing.
 
 Buckets hold up to one minute's limit and refill continuously at limit/60 per second (the real API also
 refills continuously rather than at minute boundaries). What a request charges:
@@ -26,6 +30,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 TIERS: dict[str, dict[str, int]] = {
+    # One process serves at most ~20,000 output tokens/s (1.2M a minute) and a few thousand requests a
+    # second: these limits are reported, and count down, but are not reached in practice.
+    "default": {
+        "requests_per_minute": 100_000,
+        "input_tokens_per_minute": 100_000_000,
+        "output_tokens_per_minute": 20_000_000,
+    },
     "tier1": {
         "requests_per_minute": 50,
         "input_tokens_per_minute": 50_000,
@@ -48,6 +59,8 @@ TIERS: dict[str, dict[str, int]] = {
     },
 }
 LIMIT_KEYS = ("requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute")
+DEFAULT_TIER = "default"  # applies when no limit is configured
+OFF = "off"  # the tier name that turns limits and headers off
 
 
 class Bucket:
@@ -85,12 +98,21 @@ def key_id(api_key: str | None) -> str:
 
 
 def limits_from_config(cfg: dict[str, Any]) -> dict[str, int]:
-    """Resolve {"tier": ..., <limit overrides>} to the three per-minute limits (empty: limits off)."""
+    """Resolve {"tier": ..., <limit overrides>} to the per-minute limits; {} (no limits, no headers) for `off`.
+
+    Nothing configured means the generous `default` tier; otherwise exactly the tier and limits given.
+    """
     limits: dict[str, int] = {}
     tier = cfg.get("tier")
+    if tier == OFF:
+        if set(cfg) != {"tier"}:
+            raise ValueError("rate_limits: tier 'off' cannot be combined with limits")
+        return {}
+    if all(cfg.get(k) is None for k in ("tier", *LIMIT_KEYS)):
+        tier = DEFAULT_TIER
     if tier is not None:
         if tier not in TIERS:
-            raise ValueError(f"rate_limits.tier: unknown tier {tier!r}; known: {sorted(TIERS)}")
+            raise ValueError(f"rate_limits.tier: unknown tier {tier!r}; known: {sorted([*TIERS, OFF])}")
         limits.update(TIERS[tier])
     for k in LIMIT_KEYS:
         if cfg.get(k) is not None:

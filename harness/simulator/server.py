@@ -251,7 +251,7 @@ class Call:
         self.state = "running"
         self.record.queue_s = now - self.t_queue
         u = self.usage
-        first_due = now + (u.created + u.uncached) / self.profile.prefill_tokens_per_s + self.engine.step_time()
+        first_due = now + self.profile.prefill_s(u.created + u.uncached, u.read) + self.engine.step_time()
         if self.fault_at == 0 and self.fault == "stall":
             first_due += self.sim.faults.config.stall_s
         if self.stream:
@@ -450,7 +450,7 @@ class Simulator:
             return self._count_tokens(req, rid, record, key)
         if method == "GET" and path == "/v1/models":
             return Response(200, wire.dumps(self._models()), self.limiter.peek(key, _mono()))
-        return self.error(404, f"Not found: {method} {path}", rid)
+        return self.error(404, f"Not found: {method} {path}", rid, self.limiter.peek(key, _mono()))
 
     # ---- endpoints -------------------------------------------------------------------------------
 
@@ -505,7 +505,8 @@ class Simulator:
         if not decision.allowed:
             retry = str(max(1, round(decision.retry_after_s + 0.5)))
             return self.error(429, decision.message, rid, [*decision.headers, ("retry-after", retry)])
-        fault = self.faults.pick(now, rng, req.headers.get(FAULT_HEADER))
+        # Its own RNG: which requests a fault hits must not shift when the length model draws more or less.
+        fault = self.faults.pick(now, random.Random(f"{self.config.seed}:{seq}:fault"), req.headers.get(FAULT_HEADER))
         record.output_tokens = plan.output_tokens
         record.stop_reason = plan.stop_reason
         call = Call(self, conn, req, rid, record, rng, parsed, profile, plan, usage, fault, decision.headers)

@@ -162,7 +162,7 @@ class StreamEventDecoder:
     def _dispatch(self) -> StreamEvent | None:
         name, data = self._event, self._data
         self._event, self._data = None, []
-        return _typed_event(name, data[0] if len(data) == 1 else b"\n".join(data))
+        return typed_event(name, data[0] if len(data) == 1 else b"\n".join(data))
 
     def _to_generic(self) -> SSEDecoder:
         generic = self._generic
@@ -187,7 +187,7 @@ class StreamEventDecoder:
 _PING, _MESSAGE_STOP = Ping(), MessageStop()
 
 
-def _typed_event(name: bytes | None, raw: bytes) -> StreamEvent | None:
+def typed_event(name: bytes | None, raw: bytes) -> StreamEvent | None:
     """One event from its ``event`` field and its joined ``data``; ``None`` if its type is unknown."""
     if name == _DELTA_EVENT:
         match = _COMPACT_DELTA.fullmatch(raw)
@@ -211,7 +211,7 @@ def _compact_event(match: re.Match[bytes]) -> StreamEvent | None:
     if last is None:
         return _compact_delta(match)
     if last == "data":
-        return _typed_event(match["name"], match["data"])
+        return typed_event(match["name"], match["data"])
     if last == "ping":
         return _PING
     if last == "block":

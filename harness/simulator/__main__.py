@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from .config import SimulatorConfig, apply_file, load_config_file
 from .faults import FAULT_HEADER
+from .platform import PLATFORMS
 from .ratelimit import OFF, TIERS
 from .server import Simulator
 
@@ -103,6 +104,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="larger request bodies get 413 request_too_large (default 32 MiB, like the API)",
     )
     p.add_argument(
+        "--platform",
+        default="anthropic",
+        choices=PLATFORMS,
+        help="the API to speak: Anthropic's /v1/messages (default), Amazon Bedrock's /model/{id}/invoke[-with-"
+        "response-stream] (event stream, SigV4 or bearer auth), Google Vertex AI's /v1/projects/.../models/"
+        "{model}:[stream]rawPredict (bearer auth), or all of them at once (docs/simulator.md)",
+    )
+    p.add_argument(
+        "--aws-access-key-id",
+        default=None,
+        metavar="ID",
+        help="the access key id Bedrock requests must be signed with (default: the fixed test one, "
+        "harness.simulator.sigv4.DEFAULT_ACCESS_KEY_ID)",
+    )
+    p.add_argument(
+        "--aws-secret-access-key",
+        default=None,
+        metavar="SECRET",
+        help="its secret key (default: the fixed test one); any region is accepted",
+    )
+    p.add_argument(
         "--parent-pid",
         type=int,
         default=None,
@@ -158,6 +180,11 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         config.require_key = args.require_key
     if args.max_body_bytes is not None:
         config.max_body_bytes = args.max_body_bytes
+    config.platform = args.platform
+    if args.aws_access_key_id is not None:
+        config.aws_access_key_id = args.aws_access_key_id
+    if args.aws_secret_access_key is not None:
+        config.aws_secret_access_key = args.aws_secret_access_key
     limits = {
         "tier": args.rate_limit_tier,
         "requests_per_minute": args.rpm,

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .sigv4 import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
+
 try:  # stdlib from Python 3.11; on 3.10 only JSON config files work
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover
@@ -50,6 +52,10 @@ class SimulatorConfig:
     rate_limits: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
     trace: str | None = None
+    # Which API the simulator speaks (platform.py); the AWS credentials Bedrock requests are signed with.
+    platform: str = "anthropic"
+    aws_access_key_id: str = DEFAULT_ACCESS_KEY_ID
+    aws_secret_access_key: str = DEFAULT_SECRET_ACCESS_KEY
 
     def __repr__(self) -> str:
         # Never show the required key in logs or error messages.

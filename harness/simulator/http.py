@@ -20,12 +20,16 @@ REASONS: dict[int, str] = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     411: "Length Required",
     413: "Request Entity Too Large",
+    424: "Failed Dependency",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
     529: "Overloaded",
 }
 
@@ -49,6 +53,8 @@ class Request:
     body: bytes = b""
     # Set when the body is larger than the caller's limit: it was drained, not stored.
     body_too_large: bool = False
+    # The query string as sent (without "?"), percent-encoding kept: a SigV4 signature covers it.
+    query: str = ""
 
     @property
     def keep_alive(self) -> bool:
@@ -117,7 +123,8 @@ def _parse_head(head: bytes) -> Request:
         if not sep:
             raise HttpError(400, "malformed header line")
         headers[name.strip().lower()] = value.strip()
-    return Request(method=method.upper(), path=target.split("?", 1)[0], version=version, headers=headers)
+    path, _, query = target.partition("?")
+    return Request(method=method.upper(), path=path, version=version, headers=headers, query=query)
 
 
 def _content_length(req: Request) -> int:

@@ -20,10 +20,17 @@ READY_PREFIX = "harness simulator listening on "
 
 
 class SimulatorProcess:
-    """`with SimulatorProcess(["--seed", "1"]) as sim: client = Anthropic(base_url=sim.url, ...)`."""
+    """`with SimulatorProcess(["--seed", "1"]) as sim: client = Anthropic(base_url=sim.url, ...)`.
 
-    def __init__(self, args: Sequence[str] = (), host: str = "127.0.0.1", port: int = 0) -> None:
+    ``platform`` is the simulator's --platform: "anthropic" (default), "bedrock", "vertex" or "all".
+    A Bedrock client's base URL is ``sim.url``, a Vertex client's ``sim.url + "/v1"``.
+    """
+
+    def __init__(
+        self, args: Sequence[str] = (), host: str = "127.0.0.1", port: int = 0, platform: str = "anthropic"
+    ) -> None:
         self.args = list(args)
+        self.platform = platform
         self.host = host
         self.port = port
         self.url: str | None = None
@@ -44,6 +51,7 @@ class SimulatorProcess:
             self.host,
             "--port",
             str(self.port),
+            *(["--platform", self.platform] if self.platform != "anthropic" else []),
             *self.args,
         ]
         env = dict(os.environ)

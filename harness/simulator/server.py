@@ -22,6 +22,7 @@ import socket
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from . import wire
@@ -32,6 +33,7 @@ from .http import LAST_CHUNK, HttpError, Request, RequestParser, response_head
 from .messages import InvalidRequest, MessagesRequest, parse_messages_request
 from .model import Engine, ModelProfile, build_profiles, resolve_model, sample_base_delay
 from .plan import ResponsePlan, make_plan
+from .platform import PlatformRequest, Router
 from .ratelimit import RateLimiter, key_id, limits_from_config
 from .scheduler import Scheduler
 from .trace import TraceRecord, TraceWriter
@@ -150,6 +152,7 @@ class Call:
         "model",
         "n",
         "plan",
+        "platform",
         "profile",
         "rand",
         "record",
@@ -200,6 +203,7 @@ class Call:
         self.usage = usage
         self.fault = fault
         self.rl_headers = rl_headers
+        self.platform: PlatformRequest | None = None  # set for a Bedrock or Vertex request
         self.abandoned = False
         self.state = "delay"
         self.timer: asyncio.TimerHandle | None = None
@@ -311,13 +315,16 @@ class Call:
             self._end(now, "fault_drop", release=True, keep_alive=False)
             return
         # stream_error
-        if self.stream:
+        if self.stream and self.platform is not None:
+            self.conn.write(self.platform.stream_error())
+            self.record.status = 200
+        elif self.stream:
             error = {"type": "error", "error": {"type": "overloaded_error", "message": OVERLOADED_MESSAGE}}
             self.conn.write(wire.sse("error", error) + LAST_CHUNK)
             self.record.status = 200
         else:
             resp = self.sim.error(529, OVERLOADED_MESSAGE, self.rid, self.rl_headers)
-            self.conn.write(self.sim.encode(resp, self.rid, close=not self.keep_alive))
+            self.conn.write(self.sim.encode(resp, self.rid, close=not self.keep_alive, platform=self.platform))
             self.record.status = 529
         self._end(_mono(), "fault_stream_error", release=True)
 
@@ -350,6 +357,8 @@ class Simulator:
         self.limiter = RateLimiter(limits_from_config(config.rate_limits))
         self.faults = FaultInjector(FaultConfig.from_dict(config.faults), _mono())
         self.cache = PromptCache()
+        # Bedrock and Vertex paths (platform.py); None when only the first-party API is served.
+        self.router = Router(config) if config.platform != "anthropic" else None
         self.connections: set[Connection] = set()
         self._ids = random.Random(config.seed)
         self._count = 0
@@ -382,7 +391,11 @@ class Simulator:
         self._count += 1
         return f"{prefix}{self._ids.getrandbits(64):016x}{self._count:08x}"
 
-    def encode(self, resp: Response, request_id: str, close: bool = False) -> bytes:
+    def encode(
+        self, resp: Response, request_id: str, close: bool = False, platform: PlatformRequest | None = None
+    ) -> bytes:
+        if platform is not None:
+            return platform.encode(resp.status, resp.body, resp.headers, request_id, close)
         headers = [
             ("content-type", "application/json"),
             ("content-length", str(len(resp.body))),
@@ -405,13 +418,15 @@ class Simulator:
         conn.write(self.encode(self.error(exc.status, exc.message, rid), rid, close=True))
         conn.close()
 
-    def _respond(self, conn: Connection, req: Request, record: TraceRecord, resp: Response) -> None:
-        conn.write(self.encode(resp, record.request_id, close=not req.keep_alive))
+    def _respond(
+        self, conn: Connection, req: Request, record: TraceRecord, resp: Response, platform: PlatformRequest | None
+    ) -> None:
+        conn.write(self.encode(resp, record.request_id, close=not req.keep_alive, platform=platform))
         record.status = resp.status
         record.t_end = _mono()
         if not record.outcome:
             record.outcome = "ok" if resp.status == 200 else f"error_{_error_type(resp.body)}"
-        if req.path.startswith("/v1/messages"):
+        if req.path.startswith("/v1/messages") or platform is not None:
             self.trace_write(record)
         conn.response_done(req.keep_alive)
 
@@ -423,12 +438,17 @@ class Simulator:
         seq = self.requests
         rid = self._new_id("req_")
         record = TraceRecord(request_id=rid, t_arrival=arrival)
+        platform = None
         try:
-            resp = self._route(conn, req, rid, record, seq)
+            platform = self.router.match(req) if self.router is not None else None
+            if platform is None:
+                resp = self._route(conn, req, rid, record, seq)
+            else:
+                resp = self._platform_route(conn, req, rid, record, seq, platform)
         except Exception as exc:  # a bug must answer 500, not kill the connection silently
             resp = self.error(500, f"Internal simulator error: {type(exc).__name__}", rid)
         if resp is not None:
-            self._respond(conn, req, record, resp)
+            self._respond(conn, req, record, resp, platform)
 
     def _route(self, conn: Connection, req: Request, rid: str, record: TraceRecord, seq: int) -> Response | None:
         path, method = req.path, req.method
@@ -452,10 +472,28 @@ class Simulator:
             return Response(200, wire.dumps(self._models()), self.limiter.peek(key, _mono()))
         return self.error(404, f"Not found: {method} {path}", rid, self.limiter.peek(key, _mono()))
 
+    def _platform_route(
+        self, conn: Connection, req: Request, rid: str, record: TraceRecord, seq: int, platform: PlatformRequest
+    ) -> Response | None:
+        refusal = platform.check(req)
+        if refusal is not None:
+            return Response(*refusal)
+        key = key_id(platform.key)
+        if req.method == "POST" and platform.operation == "messages":
+            return self._messages(conn, req, rid, record, seq, key, platform)
+        if req.method == "POST" and platform.operation == "count_tokens":
+            return self._count_tokens(req, rid, record, key, platform)
+        return self.error(404, f"Not found: {req.method} {req.path}", rid)
+
     # ---- endpoints -------------------------------------------------------------------------------
 
     def _parse(
-        self, req: Request, rid: str, for_count: bool, rl: list[tuple[str, str]]
+        self,
+        req: Request,
+        rid: str,
+        for_count: bool,
+        rl: list[tuple[str, str]],
+        platform: PlatformRequest | None = None,
     ) -> tuple[MessagesRequest, ModelProfile] | Response:
         if req.body_too_large:
             message = f"Request exceeds the maximum allowed number of bytes ({self.config.max_body_bytes})"
@@ -465,6 +503,8 @@ class Simulator:
         except ValueError:
             return self.error(400, "There was an error parsing the body of your request as JSON", rid, rl)
         try:
+            if platform is not None:
+                body = platform.prepare(body)
             parsed = parse_messages_request(body, for_count=for_count)
         except InvalidRequest as exc:
             return self.error(400, exc.message, rid, rl)
@@ -473,9 +513,11 @@ class Simulator:
             return self.error(404, f"model: {parsed.model}", rid, rl)
         return parsed, profile
 
-    def _count_tokens(self, req: Request, rid: str, record: TraceRecord, key: str) -> Response:
+    def _count_tokens(
+        self, req: Request, rid: str, record: TraceRecord, key: str, platform: PlatformRequest | None = None
+    ) -> Response:
         rl = self.limiter.peek(key, _mono())
-        got = self._parse(req, rid, True, rl)
+        got = self._parse(req, rid, True, rl, platform)
         if isinstance(got, Response):
             return got
         parsed, _ = got
@@ -484,10 +526,17 @@ class Simulator:
         return Response(200, wire.dumps({"input_tokens": parsed.input_tokens}), rl)
 
     def _messages(
-        self, conn: Connection, req: Request, rid: str, record: TraceRecord, seq: int, key: str
+        self,
+        conn: Connection,
+        req: Request,
+        rid: str,
+        record: TraceRecord,
+        seq: int,
+        key: str,
+        platform: PlatformRequest | None = None,
     ) -> Response | None:
         now = _mono()
-        got = self._parse(req, rid, False, self.limiter.peek(key, now))
+        got = self._parse(req, rid, False, self.limiter.peek(key, now), platform)
         if isinstance(got, Response):
             return got
         parsed, profile = got
@@ -510,6 +559,7 @@ class Simulator:
         record.output_tokens = plan.output_tokens
         record.stop_reason = plan.stop_reason
         call = Call(self, conn, req, rid, record, rng, parsed, profile, plan, usage, fault, decision.headers)
+        call.platform = platform
         conn.call = call
         call.start()
         return None
@@ -537,7 +587,7 @@ class Simulator:
         record.cache_read_input_tokens = record.cache_creation_input_tokens = None
         record.stop_reason = None
         conn = call.conn
-        conn.write(self.encode(resp, rid, close=not call.keep_alive))
+        conn.write(self.encode(resp, rid, close=not call.keep_alive, platform=call.platform))
         record.status = resp.status
         record.t_end = _mono()
         self.trace_write(record)
@@ -578,23 +628,31 @@ class Simulator:
             "usage": {**self._usage(call), "output_tokens": plan.output_tokens},
         }
         call.record.t_headers = _mono()
-        return self.encode(Response(200, wire.dumps(message), call.rl_headers), call.rid, close=not call.keep_alive)
+        resp = Response(200, wire.dumps(message), call.rl_headers)
+        return self.encode(resp, call.rid, close=not call.keep_alive, platform=call.platform)
 
     def stream_bytes(self, call: Call) -> tuple[bytes, list[bytes]]:
         """The bytes written at admission, and one item per token tick (boundary events ride along)."""
         plan = call.plan
         usage = self._usage(call)
-        head = response_head(
-            200,
-            [
-                ("content-type", "text/event-stream; charset=utf-8"),
-                ("cache-control", "no-cache"),
-                ("transfer-encoding", "chunked"),
-                ("request-id", call.rid),
-                *call.rl_headers,
-                *([("connection", "close")] if not call.keep_alive else []),
-            ],
-        )
+        framer = call.platform.framer if call.platform is not None else None
+        sse: Callable[[str, Any], bytes]
+        if framer is None:
+            head = response_head(
+                200,
+                [
+                    ("content-type", "text/event-stream; charset=utf-8"),
+                    ("cache-control", "no-cache"),
+                    ("transfer-encoding", "chunked"),
+                    ("request-id", call.rid),
+                    *call.rl_headers,
+                    *([("connection", "close")] if not call.keep_alive else []),
+                ],
+            )
+            sse, ping, templates, end = wire.sse, wire.PING, self.templates, LAST_CHUNK
+        else:  # a platform's own framing (Bedrock's event stream) and headers
+            head = framer.head(call.rid, call.keep_alive)
+            sse, ping, templates, end = framer.event, framer.ping, framer.templates, framer.end
         start_msg: dict[str, Any] = {
             "id": self._new_id("msg_"),
             "type": "message",
@@ -605,17 +663,16 @@ class Simulator:
             "stop_sequence": None,
             "usage": {**usage, "output_tokens": 1},
         }
-        opening = head + wire.sse("message_start", {"type": "message_start", "message": start_msg})
+        opening = head + sse("message_start", {"type": "message_start", "message": start_msg})
         items: list[bytes] = []
         pending = b""
-        templates = self.templates
         for index, block in enumerate(plan.blocks):
-            start = wire.sse(
+            start = sse(
                 "content_block_start",
                 {"type": "content_block_start", "index": index, "content_block": block.start_block()},
             )
             if index == 0:
-                opening += start + wire.PING
+                opening += start + ping
             else:
                 pending += start
             kind = block.delta_type
@@ -624,11 +681,11 @@ class Simulator:
                 pending = b""
             if block.kind == "thinking":
                 signature = {"type": "signature_delta", "signature": block.signature}
-                pending += wire.sse(
+                pending += sse(
                     "content_block_delta", {"type": "content_block_delta", "index": index, "delta": signature}
                 )
-            pending += wire.sse("content_block_stop", {"type": "content_block_stop", "index": index})
-        pending += wire.sse(
+            pending += sse("content_block_stop", {"type": "content_block_stop", "index": index})
+        pending += sse(
             "message_delta",
             {
                 "type": "message_delta",
@@ -636,7 +693,7 @@ class Simulator:
                 "usage": {**usage, "output_tokens": plan.output_tokens},
             },
         )
-        pending += wire.sse("message_stop", {"type": "message_stop"}) + LAST_CHUNK
+        pending += sse("message_stop", {"type": "message_stop"}) + end
         # Tokens that are generated but not shown (a stop sequence) still take their tick.
         while len(items) < call.n:
             items.append(b"")

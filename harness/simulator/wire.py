@@ -8,6 +8,7 @@ byte templates built once per token text instead of json.dumps per delta.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from .http import chunk
@@ -61,7 +62,8 @@ class DeltaTemplates:
 
     _FIELD = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
-    def __init__(self) -> None:
+    def __init__(self, frame: Callable[[str, Any], bytes] = sse) -> None:
+        self._frame = frame  # how one event is written: SSE, or a platform's framing
         self._cache: dict[tuple[int, str, str], bytes] = {}
 
     def get(self, index: int, kind: str, payload: str) -> bytes:
@@ -73,7 +75,7 @@ class DeltaTemplates:
                 "index": index,
                 "delta": {"type": kind, self._FIELD[kind]: payload},
             }
-            hit = sse("content_block_delta", data)
+            hit = self._frame("content_block_delta", data)
             # Bound the memo: tool-input JSON fragments are not from a vocabulary and would grow it forever.
             if len(self._cache) < 50_000:
                 self._cache[key] = hit

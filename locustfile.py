@@ -14,6 +14,7 @@ from harness.catalog import run_by_default
 from scenarios.chat import ShortChat
 from scenarios.dataset_replay import DatasetReplay
 from scenarios.extended_thinking import NoThinking, Thinking1k, Thinking4k
+from scenarios.levers import ControlA, ControlB
 from scenarios.mixed import ProductionMix
 from scenarios.model_comparison import CompareHaiku, CompareOpus, CompareSonnet
 from scenarios.multi_turn import MultiTurnChat
@@ -31,6 +32,8 @@ __all__ = [
     "CompareHaiku",
     "CompareOpus",
     "CompareSonnet",
+    "ControlA",
+    "ControlB",
     "DatasetReplay",
     "LongContext",
     "MaxTokens64",

@@ -38,10 +38,12 @@ __all__ = [
     "Synthetic",
     "Template",
     "Text",
+    "check_request_body",
     "fixed",
     "load_jsonl",
     "normal",
     "synthetic_text",
+    "text_of_chars",
     "uniform",
 ]
 
@@ -184,6 +186,11 @@ def _request_from_line(line: str, where: str) -> Request:
         body = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    return check_request_body(body, where)
+
+
+def check_request_body(body: Any, where: str) -> Request:
+    """``body`` if it is a Messages API request body a dataset line may hold; ConfigError naming ``where``."""
     if not isinstance(body, dict):
         raise ConfigError(f"{where} is not a JSON object")
     messages = body.get("messages")
@@ -272,7 +279,7 @@ class Synthetic(PromptSource):
         tokens = self.lengths.draw(self._rng)
         tail = f"\n\n{self.question}" if self.question else ""
         chars = max(1, tokens * CHARS_PER_TOKEN - len(tail))
-        return _text_of_chars(chars, self._rng) + tail
+        return text_of_chars(chars, self._rng) + tail
 
     def next_request(self) -> Request:
         return {"messages": [user_message(self.render())]}
@@ -290,10 +297,11 @@ _WORDS = tuple(_VOCABULARY.split())
 
 def synthetic_text(tokens: int, rng: random.Random | None = None) -> str:
     """Seeded filler prose of about ``tokens`` tokens (``CHARS_PER_TOKEN`` characters each)."""
-    return _text_of_chars(max(1, tokens) * CHARS_PER_TOKEN, rng or random.Random(0))
+    return text_of_chars(max(1, tokens) * CHARS_PER_TOKEN, rng or random.Random(0))
 
 
-def _text_of_chars(chars: int, rng: random.Random) -> str:
+def text_of_chars(chars: int, rng: random.Random) -> str:
+    """Seeded filler prose of exactly ``chars`` characters; the same seed gives a prefix of a longer text."""
     words: list[str] = []
     length = -1
     while length < chars:

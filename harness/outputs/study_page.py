@@ -40,7 +40,7 @@ BlockOf = Callable[[CallRecord], Hashable]
 def arm_figures(records: Sequence[CallRecord]) -> dict[str, Any]:
     """One arm's counts and, per metric, count / p50 / p95 of its successful calls outside warm-ups."""
     measured = [r for r in records if not r.warmup]
-    outcomes = Counter(r.outcome for r in measured)
+    outcomes = Counter(str(r.outcome) for r in measured)
     figures: dict[str, Any] = {
         "calls": len(measured),
         "ok": outcomes.pop("ok", 0),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from harness.core.measure import CallRecord
+from harness.core.measure import CallRecord, Outcome
 from harness.core.summary import SampleStore
 
 SCENARIOS = ("chat", "rag", "agent", "batch")
@@ -31,7 +31,7 @@ def synthetic_records(n: int, seed: int = 7) -> list[CallRecord]:
         r.input_tokens = rng.randint(50, 2000)
         r.cache_read_input_tokens = rng.choice((0, 0, 1024))
         if kind == 5:
-            r.outcome = ERRORS[(i // 48) % len(ERRORS)]
+            r.outcome = Outcome.parse(ERRORS[(i // 48) % len(ERRORS)])
             # A stream cut mid-way has billed tokens and a first token, but no latency sample.
             if r.outcome in ("stream_overloaded_error", "cancelled"):
                 r.ttft_s, r.output_tokens, r.itl_s = 0.2, rng.randint(1, 50), [0.01, 0.02]

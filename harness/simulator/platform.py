@@ -19,7 +19,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from .config import SimulatorConfig
 from .http import LAST_CHUNK, Request
 from .wire import DeltaTemplates
 
@@ -29,7 +28,6 @@ __all__ = [
     "Framer",
     "PlatformRequest",
     "Reply",
-    "Router",
     "anthropic_error",
     "platform_headers",
 ]
@@ -99,32 +97,3 @@ def platform_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         for name, value in headers
         if not name.startswith("anthropic-ratelimit-") and name not in ("retry-after", "request-id")
     ]
-
-
-class Router:
-    """Finds the platform a request's path belongs to, among those `--platform` enables."""
-
-    def __init__(self, config: SimulatorConfig) -> None:
-        from .bedrock import Bedrock  # the platform modules import this one
-        from .vertex import Vertex
-
-        platform = config.platform
-        if platform not in PLATFORMS:
-            raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}, not {platform!r}")
-        self.first_party = platform in ("anthropic", "all")
-        self.bedrock = Bedrock(config) if platform in ("bedrock", "all") else None
-        self.vertex = Vertex(config) if platform in ("vertex", "all") else None
-
-    def match(self, req: Request) -> PlatformRequest | None:
-        """The platform request for this path, or None when the first-party routes handle it."""
-        path = req.path
-        if self.bedrock is not None and path.startswith("/model/"):
-            return self.bedrock.request(req)
-        if self.vertex is not None and self.vertex.owns(path):
-            return self.vertex.request(req)
-        if self.first_party or path.startswith("/v1/simulator/"):
-            return None
-        # A single-platform simulator answers every other path as that platform's 404.
-        front = self.bedrock or self.vertex
-        assert front is not None
-        return front.unknown(req)

@@ -33,8 +33,9 @@ from .http import LAST_CHUNK, HttpError, Request, RequestParser, response_head
 from .messages import InvalidRequest, MessagesRequest, parse_messages_request
 from .model import Engine, ModelProfile, build_profiles, resolve_model, sample_base_delay
 from .plan import ResponsePlan, make_plan
-from .platform import PlatformRequest, Router
+from .platform import PlatformRequest
 from .ratelimit import RateLimiter, key_id, limits_from_config
+from .router import Router
 from .scheduler import Scheduler
 from .trace import TraceRecord, TraceWriter
 

@@ -155,8 +155,10 @@ class _StreamingResponse(HTTPSocketPoolResponse):
         self._on_body = self._parts.append  # type: ignore[method-assign,assignment]
         # Whether the next body read should wait for bytes before it asks for them: see read_some.
         self._wait_first = False
+        # A TLS socket may hold bytes the kernel does not. Asked before the head is read: a whole
+        # response with "connection: close" is read, and its socket closed, inside __init__.
+        self._plain = not hasattr(sock, "pending")
         super().__init__(sock, pool, headers_type=_HeaderDict, **kw)
-        self._plain = not hasattr(sock, "pending")  # a TLS socket may hold bytes the kernel does not
 
     def read_some(self) -> bytes | bytearray:
         """The next body bytes, as soon as any arrive; ``b""`` at the body's end.

@@ -24,7 +24,13 @@ ANTHROPIC_API_URL = "https://api.anthropic.com"
 class TransportConfig:
     """Connection settings shared by every call of one process.
 
-    ``api_key`` is excluded from ``repr`` so it cannot leak through a log line.
+    ``platform`` is where Claude is served: ``anthropic`` (the Messages API), ``bedrock`` or
+    ``vertex`` (:mod:`harness.core.platforms`), with its ``region`` and, on Vertex, its
+    ``project``. ``api_key`` is the first-party API key, or on a platform a bearer token
+    (``AWS_BEARER_TOKEN_BEDROCK``, a Google access token); empty there, the platform's own
+    credential chain (botocore's, google-auth's) is used unless ``aws_access_key`` and
+    ``aws_secret_key`` are given (the simulator's test credentials). Secrets are excluded
+    from ``repr`` so they cannot leak through a log line.
     """
 
     base_url: str
@@ -33,12 +39,18 @@ class TransportConfig:
     connect_timeout_s: float = 10.0
     max_retries: int = 0
     verify_tls: bool = True
+    platform: str = "anthropic"
+    region: str | None = None
+    project: str | None = None
+    aws_access_key: str | None = None
+    aws_secret_key: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"TransportConfig(base_url={self.base_url!r}, api_key='***', timeout_s={self.timeout_s}, "
             f"connect_timeout_s={self.connect_timeout_s}, max_retries={self.max_retries}, "
-            f"verify_tls={self.verify_tls})"
+            f"verify_tls={self.verify_tls}, platform={self.platform!r}, region={self.region!r}, "
+            f"project={self.project!r}, aws_access_key={self.aws_access_key!r}, aws_secret_key='***')"
         )
 
 

@@ -26,10 +26,15 @@ __all__ = ["platform_client"]
 
 
 class _AnthropicBedrock(anthropic.AnthropicBedrock):
-    """``AnthropicBedrock`` with the bounded event-stream decoder."""
+    """``AnthropicBedrock`` with the bounded event-stream decoder; each session token it signs with is a secret."""
 
     def _make_sse_decoder(self) -> BoundedEventStreamDecoder:  # type: ignore[override]
         return BoundedEventStreamDecoder()
+
+    def _prepare_request(self, request: httpx2.Request) -> None:
+        super()._prepare_request(request)
+        # Refreshed credentials (SSO, assumed roles) bring new session tokens: secrets from the first use.
+        add_secret(request.headers.get("x-amz-security-token"))
 
 
 class _AnthropicVertex(anthropic.AnthropicVertex):
@@ -45,6 +50,7 @@ class _AnthropicVertex(anthropic.AnthropicVertex):
 
 
 def platform_client(config: TransportConfig, http_client: httpx2.Client) -> Any:
+    """The SDK client of ``config.platform`` on ``http_client``, its credentials resolved (ConfigError if none)."""
     common: dict[str, Any] = {"base_url": config.base_url, "max_retries": config.max_retries}
     common["http_client"] = http_client
     if config.platform == "bedrock":

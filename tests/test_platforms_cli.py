@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import HarnessOptions
+from harness import CallRecord, HarnessOptions
 from harness.core.errors import ConfigError
+from harness.core.outcome import Outcome
 from harness.core.platforms import bedrock_request, is_platform_id, platform_model, vertex_request
 from harness.core.prices import DEFAULT_PRICES, list_prices, price_for
+from harness.runtime.retries import is_retryable
 from harness.runtime.target import PlatformTarget, has_credentials, platform_of, resolve_target, transport_auth
 from harness.simulator.sigv4 import DEFAULT_ACCESS_KEY_ID
 
@@ -186,3 +188,20 @@ def test_list_prices_per_platform_and_endpoint() -> None:
     assert price_for(arn, DEFAULT_PRICES) == haiku
     assert list_prices("vertex", "global")["claude-haiku-4-5@20251001"] == haiku
     assert list_prices("vertex", "us-east5")["claude-haiku-4-5@20251001"].output == 5.5
+
+
+@pytest.mark.parametrize(
+    ("outcome", "retried"),
+    [
+        ("http_424", True),  # Bedrock's overloaded model
+        ("http_429", True),
+        ("stream_throttlingException", True),
+        ("stream_modelStreamErrorException", True),
+        ("http_403", False),  # a signature the client got wrong
+        ("http_400", False),
+        ("protocol", False),  # a frame that fails its CRC
+    ],
+)
+def test_bedrock_failures_that_retries_resend(outcome: str, retried: bool) -> None:
+    record = CallRecord(call_id="1", scenario="s", model="m", stream=True, outcome=Outcome.parse(outcome))
+    assert is_retryable(record) is retried

@@ -20,6 +20,7 @@ from harness.core.platforms import bedrock_request, is_platform_id, platform_mod
 from harness.core.prices import DEFAULT_PRICES, list_prices, price_for
 from harness.runtime.retries import is_retryable
 from harness.runtime.target import PlatformTarget, has_credentials, platform_of, resolve_target, transport_auth
+from harness.simulator import SimulatorProcess
 from harness.simulator.sigv4 import DEFAULT_ACCESS_KEY_ID
 
 from .locust_runs import read_jsonl
@@ -62,6 +63,21 @@ def test_no_credentials_start_the_simulator_as_the_platform(
     assert summary["config"]["platform"] == platform
     assert summary["cost"]["by_model"][model]["usd"] > 0  # priced under the platform's id
     assert summary["cost"]["unpriced_calls"] == 0
+
+
+def test_a_simulator_of_your_own_on_loopback_gets_the_test_credentials(tmp_path: Path) -> None:
+    env = fresh_machine(tmp_path) | {"AWS_BEARER_TOKEN_BEDROCK": "ABSK-a-real-looking-token-0123456789"}
+    with SimulatorProcess(["--ttft", "0.02", "--tps", "2000"], platform="bedrock") as sim:
+        assert sim.url is not None
+        result = locust(
+            "-f", str(ROOT / "locustfile.py"), "--headless", "--platform", "bedrock", "--host", sim.url,
+            "-u", "2", "-r", "2", "-t", "4s", "--report-dir", str(tmp_path / "out"), cwd=tmp_path, env=env,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["overall"]["ok"] > 0 and summary["overall"]["failed"] == 0  # signed with the test keys
+    # -t counts from the start of load, not from before the transport's blocking imports at init.
+    assert summary["duration_s"] >= 3.9
 
 
 BEDROCK_URL = "https://bedrock-runtime.us-east-1.amazonaws.com"

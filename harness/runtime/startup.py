@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 
+import gevent
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
@@ -53,6 +54,9 @@ def install(harness: Harness) -> None:
         harness.transport(environment.host)
     elif harness.options.transport == "sdk":
         importlib.import_module("harness.transports.sdk")
+    # That blocked the loop without it noticing: libev times a new timer from its cached "now",
+    # which would make Locust's -t timer, armed next, fire early by as long as the import took.
+    gevent.get_hub().loop.update_now()
 
 
 FEATURE = Feature("start-up", install)

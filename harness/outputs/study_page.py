@@ -275,8 +275,8 @@ def _how(doc: Mapping[str, Any]) -> str:
     study = doc.get("study")
     if study:
         text += (
-            f" · {study['users']} users per block, {study['rounds']} rounds of {len(study['arms'])} arms, "
-            f"{study['blocks']} blocks · stopped: {study['stopped']}"
+            f" · {study['users']} users per block, {study['rounds']} round{'' if study['rounds'] == 1 else 's'} "
+            f"of {len(study['arms'])} arms, {study['blocks']} blocks · stopped: {study['stopped']}"
         )
     return html.escape(text)
 

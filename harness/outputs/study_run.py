@@ -142,9 +142,8 @@ class Study:
             lines.append(line)
         total = [e["usd"] for e in estimate.values()]
         if total and None not in total:
-            lines.append(
-                f"  total ~${sum(total):.2f}" + (" (the most: --precision may stop sooner)" * bool(self.plan.precision))
-            )
+            most = " (the most: --precision may stop sooner)" if self.plan.precision is not None else ""
+            lines.append(f"  total ~${sum(total):.2f}{most}")
         if max_cost is not None:
             lines.append(f"  --max-cost ${max_cost:.4f} stops the study when the calls' reported usage reaches it")
         out.write("\n".join(lines) + "\n")

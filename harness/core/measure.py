@@ -129,6 +129,11 @@ class CallRecord:
     retry_of: str | None = None
     # The response's anthropic-ratelimit-* headers, prefix stripped (e.g. "requests-remaining").
     ratelimit: dict[str, int] | None = None
+    # In a lever study (python -m harness.study): the arm (scenario class) and the schedule's
+    # round and block the call started in; None outside a study.
+    arm: str | None = None
+    round: int | None = None
+    block: int | None = None
 
     def __post_init__(self) -> None:
         if type(self.outcome) is not Outcome:  # a record built from text (a file, a worker's batch, a test)
@@ -179,6 +184,9 @@ class CallMeasurement:
         t_scheduled: float | None = None,
         attempt: int = 1,
         retry_of: str | None = None,
+        arm: str | None = None,
+        round: int | None = None,
+        block: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
@@ -197,6 +205,9 @@ class CallMeasurement:
             t_start=now,
             attempt=attempt,
             retry_of=retry_of,
+            arm=arm,
+            round=round,
+            block=block,
         )
         self._t_begin = now
         self._open_loop = t_scheduled is not None

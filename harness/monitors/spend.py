@@ -40,7 +40,7 @@ from harness.runtime.state import Harness
 from harness.runtime.target import platform_of
 from harness.transports.base import ANTHROPIC_API_URL
 
-__all__ = ["FEATURE", "CostTracker", "SpendOptions", "estimate", "install", "is_real_api"]
+__all__ = ["FEATURE", "CostTracker", "SpendOptions", "call_estimate", "estimate", "install", "is_real_api"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,13 @@ def _scenario_shape(user_class: Any, options: Any) -> tuple[str, int, int]:
     max_tokens = getattr(options, "max_tokens", 0) or getattr(user_class, "max_tokens", 0) or 0
     text = json.dumps([getattr(user_class, name, None) for name in ("system", "prompt", "conversation")], default=str)
     return str(model), len(text) // _CHARS_PER_TOKEN + 10, int(max_tokens)
+
+
+def call_estimate(user_class: Any, options: Any, prices: Mapping[str, Price]) -> float | None:
+    """One call's rough cost in USD for a scenario class (priced as :func:`estimate` does); None if unpriced."""
+    model, input_tokens, max_tokens = _scenario_shape(user_class, options)
+    price = price_for(model, prices)
+    return None if price is None else (input_tokens * price.input + max_tokens * price.output) / 1e6
 
 
 def estimate(environment: Environment, prices: Mapping[str, Price]) -> dict[str, Any]:

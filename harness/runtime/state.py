@@ -40,6 +40,7 @@ from harness.transports.base import Transport, TransportConfig
 from harness.transports.registry import get_transport
 
 if TYPE_CHECKING:
+    from harness.core.schedule import Block
     from harness.runtime.features import Feature
 
 __all__ = ["Harness", "attach", "harness_of"]
@@ -63,6 +64,7 @@ class Harness:
         # Called at test stop before the summary (a master waits there for its workers' last records).
         self.before_summary: list[Callable[[], None]] = []
         self.warmup = False  # set by a load shape while its stage warms up; stamped on each record
+        self.block: Block | None = None  # set by a lever study while one of its blocks runs; stamped likewise
         self.slos: list[SLO] = []
         self.store = self._new_store()
         self.requests: RequestsWriter | None = None
@@ -167,6 +169,7 @@ class Harness:
         """
         if self.options.platform != "anthropic":
             request = self._on_platform(request)
+        block = self.block
         measurement = CallMeasurement(
             scenario=scenario,
             model=request.model,
@@ -178,6 +181,9 @@ class Harness:
             t_scheduled=t_scheduled,
             attempt=attempt,
             retry_of=retry_of,
+            arm=None if block is None else block.arm,
+            round=None if block is None else block.round,
+            block=None if block is None else block.index,
         )
         self._in_flight[measurement.call_id] = measurement
         try:

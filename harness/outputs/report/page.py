@@ -278,15 +278,22 @@ def _compare_table(runs: Sequence[Run]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def compare_page(runs: Sequence[Run]) -> str:
+def compare_page(
+    runs: Sequence[Run], intervals: Sequence[str] = (), intervals_data: Mapping[str, Any] | None = None
+) -> str:
+    """Runs side by side; ``intervals`` (HTML, from the study page) and its document go first when given."""
     names = " vs ".join(run.name for run in runs)
     body = [
         f"<h1>Comparison: {html.escape(names)}</h1>",
         '<div class="sub">latencies in ms · warm-up excluded</div>',
+        *intervals,
         _compare_table(runs),
         _fig_html(figures.compare_throughput_latency(runs)),
         _fig_html(figures.compare_latency_vs_load(runs)),
     ]
     for run in runs:
         body += [f"<h2>{html.escape(run.name)}</h2>", stage_table(run)]
-    return _page(f"Comparison: {names}", body, {"runs": [_run_data(run) for run in runs]})
+    data: dict[str, Any] = {"runs": [_run_data(run) for run in runs]}
+    if intervals_data is not None:
+        data["intervals"] = intervals_data
+    return _page(f"Comparison: {names}", body, data)

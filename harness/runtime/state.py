@@ -158,12 +158,14 @@ class Harness:
         t_scheduled: float | None = None,
         attempt: int = 1,
         retry_of: str | None = None,
+        trace: tuple[int, int, int] | None = None,
     ) -> CallRecord:
         """Send ``request``, measure it, report it once; never raises for a failed call.
 
         A greenlet killed mid-call (the run stopped) records the call as ``cancelled``
         and lets the kill go on. On Bedrock or Vertex the model is sent (and recorded) by
-        the platform's id (:func:`harness.core.platforms.platform_model`).
+        the platform's id (:func:`harness.core.platforms.platform_model`). ``trace`` is a
+        replayed call's (line, input tokens, output tokens) from its trace, kept on the record.
         """
         if self.options.platform != "anthropic":
             request = self._on_platform(request)
@@ -178,6 +180,7 @@ class Harness:
             t_scheduled=t_scheduled,
             attempt=attempt,
             retry_of=retry_of,
+            trace=trace,
         )
         self._in_flight[measurement.call_id] = measurement
         try:

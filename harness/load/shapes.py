@@ -3,7 +3,11 @@
 ``steps`` runs each load of ``--stages`` (closed-loop users) for ``--stage-duration``;
 ``sweep`` starts at the first load and doubles it after every stage until a stage breaks
 the run's criteria (the ``--slo`` objectives in ``harness.slos``, or ``--sweep-ttft-p95``
-and ``--sweep-max-error-rate``, or the defaults of :func:`harness.core.stages.criteria_for`).
+and ``--sweep-max-error-rate``, or the defaults of :func:`harness.core.stages.criteria_for`);
+``search`` starts at the first load too, and each stage is a probe of
+:class:`harness.core.search.CapacitySearch`: it doubles until a probe breaks the SLOs, then
+bisects to ``--search-precision`` within ``--search-max-probes``; a probe that has clearly
+broken an SLO after its warm-up (:func:`harness.core.search.clear_breach`) ends early.
 With ``--arrival`` (:mod:`harness.load.arrivals`) the loads are open-loop request rates from
 ``--rate`` instead of users; across Locust workers each worker arrives at its share
 (:mod:`harness.load.worker_arrivals`).
@@ -15,7 +19,9 @@ reported. What a stage change means is :class:`~harness.load.stage_control.Stage
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -25,7 +31,8 @@ from locust.shape import LoadTestShape
 
 from harness.core.errors import ConfigError
 from harness.core.options import option
-from harness.core.slo import SLO, evaluate, parse_slo
+from harness.core.search import CapacitySearch, LoadKind, SearchConfig, clear_breach, judge
+from harness.core.slo import SLO, evaluate, parse_slo, parse_slos
 from harness.core.stages import Stage, criteria_for
 from harness.core.units import parse_duration, parse_fraction, parse_loads
 from harness.load import stages
@@ -37,10 +44,12 @@ from harness.runtime.state import Harness, harness_of
 
 __all__ = ["FEATURE", "LOAD_SHAPES", "ShapeOptions", "StagedShape", "configure", "install"]
 
-LOAD_SHAPES = ("none", "steps", "sweep")
+LOAD_SHAPES = ("none", "steps", "sweep", "search")
 DEFAULT_STAGES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 SPAWN_RATE = 100.0  # users/s when a stage changes: fast, and Locust's own advice keeps it at 100 or below
 TICK_SLACK_S = 0.5  # Locust ticks a shape about once a second: end a stage on the nearest tick
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,14 +62,15 @@ class ShapeOptions:
         choices=LOAD_SHAPES,
         convert=lambda value: value or "none",
         help="'steps': run each load of --stages for --stage-duration; 'sweep': double the load after each "
-        "stage until a stage breaks the SLOs (or --sweep-* limits). Default: none (Locust's -u/-r/-t).",
+        "stage until a stage breaks the SLOs (or --sweep-* limits); 'search': double, then bisect to the most "
+        "load that meets the SLOs (--search-precision). Default: none (Locust's -u/-r/-t).",
     )
     stages: tuple[float, ...] = option(
         "--stages",
         default="",
         metavar="LIST",
         convert=lambda text: parse_loads(text, "--stages") if str(text).strip() else (),
-        help="Users per stage, e.g. 1,2,4,8,16,32 (the default for steps); sweep starts at the first.",
+        help="Users per stage, e.g. 1,2,4,8,16,32 (the default for steps); sweep and search start at the first.",
     )
     stage_duration: float = option(
         "--stage-duration",
@@ -99,6 +109,22 @@ class ShapeOptions:
         help="Longest sweep, in stages (1 user doubled 9 times is 512). Default 10.",
     )
 
+    search_precision: float = option(
+        "--search-precision",
+        default="5%",
+        metavar="FRACTION",
+        convert=lambda text: parse_fraction(str(text).strip(), "--search-precision"),
+        help="Search: stop bisecting when (breaching - passing) / passing is at most this (0.05 or 5%%); "
+        "users stop at adjacent numbers. Default 5%%.",
+    )
+    search_max_probes: int = option(
+        "--search-max-probes",
+        default=12,
+        type=int,
+        metavar="N",
+        help="Search: most probes (stages) it runs; it then answers with the bracket it has. Default 12.",
+    )
+
     def __post_init__(self) -> None:
         if self.load_shape not in LOAD_SHAPES:
             raise ConfigError(f"--load-shape {self.load_shape!r} is unknown; choose one of: {', '.join(LOAD_SHAPES)}")
@@ -114,6 +140,10 @@ class ShapeOptions:
             raise ConfigError("--sweep-max-error-rate must be between 0 and 1 (or 0% and 100%)")
         if self.sweep_max_stages < 1:
             raise ConfigError("--sweep-max-stages must be 1 or more")
+        if not 0 < self.search_precision < 1:
+            raise ConfigError(f"--search-precision {self.search_precision:g} must be between 0 and 1, e.g. 5%")
+        if self.search_max_probes < 1:
+            raise ConfigError("--search-max-probes must be 1 or more")
 
     def sweep_limits(self) -> list[SLO]:
         """The --sweep-* flags as SLOs, so they read like --slo in the verdict."""
@@ -143,6 +173,8 @@ class StagedShape(LoadTestShape):
         sweep: bool = False,
         max_stages: int = 10,
         sweep_limits: tuple[SLO, ...] = (),
+        search: SearchConfig | None = None,
+        slos: Sequence[SLO] = (),
     ) -> None:
         super().__init__()
         self.controller = controller
@@ -152,12 +184,20 @@ class StagedShape(LoadTestShape):
         self.sweep = sweep
         self.max_stages = max_stages
         self.sweep_limits = sweep_limits
+        self.search_config = search
+        self.search = CapacitySearch(search) if search is not None else None
+        self.slos = tuple(slos)  # the --slo objectives, until the SLO gate sets harness.slos at test start
+        self._early: tuple[str, ...] = ()  # the SLOs the running probe clearly broke, ending it early
+        self._drain_since: float | None = None  # an open-loop probe's arrivals stopped; its calls finish
         self._stage: Stage | None = None
         self._count = 0
         self.stop_reason: str | None = None
         self._testing = False
-        controller.environment.events.test_start.add_listener(self._on_test_start)
-        controller.environment.events.test_stop.add_listener(self._on_test_stop)
+        events: Any = controller.environment.events
+        events.test_start.add_listener(self._on_test_start)
+        events.test_stop.add_listener(self._on_test_stop)
+        if search is not None:
+            events.llm_summary.add_listener(self._on_summary)
 
     def reset_time(self) -> None:
         super().reset_time()
@@ -166,6 +206,15 @@ class StagedShape(LoadTestShape):
         self._stage = None
         self._count = 0
         self.stop_reason = None
+        if self.search_config is not None:  # a new run (the web UI's) searches afresh
+            self.search = CapacitySearch(self.search_config)
+            self._early = ()
+            self._drain_since = None
+
+    @property
+    def current_label(self) -> str | None:
+        """The running stage's label (None before the first and after the last)."""
+        return self._stage.label if self._stage is not None and self._stage.t_end is None else None
 
     def _on_test_start(self, **_: Any) -> None:
         # The first stage starts here, not at the first tick: Locust fires test_start after that
@@ -181,7 +230,13 @@ class StagedShape(LoadTestShape):
         now = time.monotonic()
         if self._stage is None:
             offered = self.loads[0]  # test_start (which this tick causes) opens the stage
-        elif now + TICK_SLACK_S >= self._stage.t_start + self.duration_s:
+        elif (
+            now + TICK_SLACK_S >= self._stage.t_start + self.duration_s
+            or self._drain_since is not None
+            or self._breached_early(now)
+        ):
+            if self._draining(now):
+                return (0, 1.0)
             load = self._next_load()
             if load is None:
                 self.controller.finish()
@@ -206,6 +261,8 @@ class StagedShape(LoadTestShape):
 
     def _next_load(self) -> float | None:
         assert self._stage is not None
+        if self.search is not None:
+            return self._next_probe()
         if not self.sweep:
             return self.loads[self._count] if self._count < len(self.loads) else None
         self.controller.analysis.end(time.monotonic())
@@ -219,11 +276,91 @@ class StagedShape(LoadTestShape):
             return self._stop(f"--sweep-max-stages ({self.max_stages}) reached")
         return self._stage.offered * 2
 
+    # -- the capacity search ------------------------------------------------------------------
+
+    def criteria(self) -> list[SLO]:
+        """What a probe must meet: the run's SLOs and any --sweep-* limits."""
+        return [*(self.controller.harness.slos or self.slos), *self.sweep_limits]
+
+    def _breached_early(self, now: float) -> bool:
+        """A running probe past its warm-up that has clearly broken an SLO ends at this tick."""
+        stage = self._stage
+        if self.search is None or stage is None or now < stage.t_measure:
+            return False
+        self._early = clear_breach(self.controller.analysis.running_row(stage.label), self.criteria())
+        if self._early:
+            log.info("capacity search: probe %s clearly breaches %s; ending it early", stage.label, self._early)
+        return bool(self._early)
+
+    def _draining(self, now: float) -> bool:
+        """An open-loop probe is judged once its calls have ended: they are the slowest when it overloads.
+
+        At its end its arrivals stop (its measured window ends there); it is judged when every
+        arrival of the window has a record (workers' counts and records included), or after one
+        more stage duration. A clear breach needs no wait; closed-loop users cannot pause.
+        """
+        if self.search is None or self.kind != "rate" or self._early:
+            return False
+        if self._drain_since is None:
+            self._drain_since = now
+            self.controller.finish()  # rate 0; the stage's window ends now
+            return True
+        row = self.controller.finished_row()
+        pending = row["arrivals"] - row["dropped"] - row["overall"]["calls"]
+        if pending > 0 and now - self._drain_since < self.duration_s:
+            return True
+        self._drain_since = None
+        return False
+
+    def _next_probe(self) -> float | None:
+        assert self._stage is not None and self.search is not None
+        self.controller.analysis.end(time.monotonic())
+        row = self.controller.finished_row()
+        probe = judge(self._stage.offered, row, self.criteria(), early=bool(self._early))
+        self._early = ()
+        probe = self.search.record(probe)
+        log.info(
+            "capacity search: probe %d at %s %s%s",
+            probe.index + 1,
+            row["label"],
+            "passed" if probe.passed else "breached " + ", ".join(probe.breaches),
+            "" if probe.meaningful else f" (only {probe.ok_calls} ok calls of the {probe.needed_calls} the SLOs need)",
+        )
+        load = self.search.next_load
+        if load is None:
+            return self._stop(self.search.result().answer)
+        return load
+
+    def _on_summary(self, summary: dict[str, Any], **_: Any) -> None:
+        if self.search is not None and self.search.probes:
+            summary["search"] = search_section(self.search)
+
+
+def search_section(search: CapacitySearch) -> dict[str, Any]:
+    """The ``search`` section of summary.json: the result, and the stage label of its answer."""
+    result = search.result()
+    passing = result.bracket.passing
+    answer = next((p.stage for p in reversed(result.probes) if p.passed and p.load == passing), None)
+    return {**result.to_dict(), "answer_stage": answer}
+
+
+def _slos_of(environment: Environment) -> list[SLO]:
+    """The run's --slo objectives, read before the SLO gate parses them (it checks them too)."""
+    value = getattr(environment.parsed_options, "slo", None)
+    texts = [value] if isinstance(value, str) else list(value or ())
+    return parse_slos(texts)
+
 
 def configure(
-    environment: Environment, shape: ShapeOptions, arrival: ArrivalOptions | None = None
+    environment: Environment,
+    shape: ShapeOptions,
+    arrival: ArrivalOptions | None = None,
+    slos: Sequence[SLO] = (),
 ) -> StagedShape | None:
-    """Install the stage analysis and, if asked for, the shape (and the open-loop driver) on ``environment``."""
+    """Install the stage analysis and, if asked for, the shape (and the open-loop driver) on ``environment``.
+
+    ``slos`` are what a search probes against (a CLI run's come from ``--slo``).
+    """
     arrival = arrival or ArrivalOptions()
     harness_of(environment).install(stages.FEATURE, shape.sweep_limits())
     if shape.load_shape == "none" and not arrival.open_loop:
@@ -243,6 +380,17 @@ def configure(
         kind, loads = "users", shape.stages or DEFAULT_STAGES
         if any(v != round(v) for v in loads):
             raise ConfigError(f"--stages are numbers of users and must be whole: {loads}")
+    search: SearchConfig | None = None
+    if shape.load_shape == "search":
+        slos = list(slos) or _slos_of(environment)
+        if not slos and not shape.sweep_limits():
+            raise ConfigError("--load-shape search needs an SLO to search against, e.g. --slo 'ttft_p95<800ms'")
+        search = SearchConfig(
+            LoadKind.RATE if kind == "rate" else LoadKind.USERS,
+            loads[0],
+            precision=shape.search_precision,
+            max_probes=shape.search_max_probes,
+        )
     controller = StageController(environment, shape.warmup, driver, open_loop=arrival.open_loop and distributed)
     if controller.open_loop:
         assert isinstance(environment.runner, MasterRunner)
@@ -255,6 +403,8 @@ def configure(
         sweep=shape.load_shape == "sweep",
         max_stages=shape.sweep_max_stages,
         sweep_limits=tuple(shape.sweep_limits()),
+        search=search,
+        slos=slos,
     )
     staged.runner = environment.runner
     environment.shape_class = staged

@@ -10,6 +10,7 @@ length by the simulator's count; and shared prefixes read from its prompt cache.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -149,6 +150,12 @@ def test_options_and_conflicts_are_config_errors(tmp_path: Path) -> None:
     assert TraceReplayOptions(replay_window=replay._window("1s:3s")).replay.window == (1.0, 3.0)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", *args],
@@ -175,7 +182,9 @@ def test_bad_replays_stop_at_start_with_one_line(args: list[str], message: str) 
 
 def test_processes_2_split_the_trace_and_the_master_ends_when_both_are_done(tmp_path: Path) -> None:
     out, log = tmp_path / "out", tmp_path / "run.log"
-    args = ["--processes", "2", "--trace-replay", str(SAMPLES[TraceFormat.HARNESS]), "--replay-speed", "2"]
+    port = str(free_port())  # a master of its own: other runs' workers must not join it
+    args = ["--processes", "2", "--master-bind-port", port, "--master-port", port]
+    args += ["--trace-replay", str(SAMPLES[TraceFormat.HARNESS]), "--replay-speed", "2"]
     args += ["--replay-window", ":5s", "--report-dir", str(out), "--simulator-args", "--ttft 0.02 --tps 2000"]
     # Output to a file, not a pipe: forked workers would hold a pipe open past a timeout's kill.
     with open(log, "wb") as sink:

@@ -46,6 +46,7 @@ __all__ = ["FEATURE", "REPLAY_MESSAGE", "ReplayShape", "TraceReplay", "TraceRepl
 
 REPLAY_MESSAGE = "llm_harness_replay"  # worker -> master: lines due and dropped since the last one; done
 REPORT_S = 0.5
+GRACE_S = 30.0  # beyond the last line's offset and --call-timeout: a master's wait for a silent worker
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,13 @@ class TraceReplay:
             live = {c.id for c in runner.clients.all if c.state != STATE_MISSING}
             return bool(self._done_workers) and live <= self._done_workers
         return self.driver is not None and self.driver.done.is_set()
+
+    def last_due_s(self) -> float | None:
+        """Seconds from the start by which every call of a replay without a loop has ended, at the latest."""
+        if self.trace is None or self.options.replay_loop or not isinstance(self.environment.runner, MasterRunner):
+            return None
+        shaped = self.options.replay.apply(self.trace)
+        return shaped.lines[-1].offset_s + self.harness.options.call_timeout + GRACE_S
 
     def about(self) -> dict[str, Any]:
         trace, options = self.trace, self.options
@@ -278,6 +286,12 @@ class ReplayShape(LoadTestShape):
             return None
         limit = _run_time(self.runner.environment if self.runner is not None else None)
         if limit and self.get_run_time() >= limit:
+            return None
+        last = self.replay.last_due_s()
+        if last is not None and self.get_run_time() > last:
+            # The longest a call may take is past: a worker that never says it is done must not
+            # keep the run waiting for ever.
+            log.warning("trace replay: ending the run; some workers never reported their share done")
             return None
         self._ticks += 1
         if not self.replay.running:

@@ -4,10 +4,9 @@
 ``sweep`` starts at the first load and doubles it after every stage until a stage breaks
 the run's criteria (the ``--slo`` objectives in ``harness.slos``, or ``--sweep-ttft-p95``
 and ``--sweep-max-error-rate``, or the defaults of :func:`harness.core.stages.criteria_for`);
-``search`` starts at the first load too, and each stage is a probe of
-:class:`harness.core.search.CapacitySearch`: it doubles until a probe breaks the SLOs, then
-bisects to ``--search-precision`` within ``--search-max-probes``; a probe that has clearly
-broken an SLO after its warm-up (:func:`harness.core.search.clear_breach`) ends early.
+``search`` starts at the first load too, and each stage is a probe of the capacity search
+(:mod:`harness.load.search_probes`): it doubles until a probe breaks the SLOs, then bisects to
+``--search-precision`` within ``--search-max-probes``.
 With ``--arrival`` (:mod:`harness.load.arrivals`) the loads are open-loop request rates from
 ``--rate`` instead of users; across Locust workers each worker arrives at its share
 (:mod:`harness.load.worker_arrivals`).
@@ -19,7 +18,6 @@ reported. What a stage change means is :class:`~harness.load.stage_control.Stage
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -31,12 +29,13 @@ from locust.shape import LoadTestShape
 
 from harness.core.errors import ConfigError
 from harness.core.options import option
-from harness.core.search import CapacitySearch, LoadKind, SearchConfig, clear_breach, judge
-from harness.core.slo import SLO, evaluate, parse_slo, parse_slos
+from harness.core.search import LoadKind, SearchConfig
+from harness.core.slo import SLO, evaluate, parse_slo
 from harness.core.stages import Stage, criteria_for
 from harness.core.units import parse_duration, parse_fraction, parse_loads
 from harness.load import stages
 from harness.load.arrivals import ArrivalOptions, OpenLoopDriver
+from harness.load.search_probes import SearchProbes, slos_of
 from harness.load.stage_control import STAGE_MESSAGE, StageController
 from harness.load.worker_arrivals import ARRIVALS_MESSAGE, WorkerArrivals, on_arrivals_message, on_stage_message
 from harness.runtime.features import Feature
@@ -48,8 +47,6 @@ LOAD_SHAPES = ("none", "steps", "sweep", "search")
 DEFAULT_STAGES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 SPAWN_RATE = 100.0  # users/s when a stage changes: fast, and Locust's own advice keeps it at 100 or below
 TICK_SLACK_S = 0.5  # Locust ticks a shape about once a second: end a stage on the nearest tick
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -173,8 +170,7 @@ class StagedShape(LoadTestShape):
         sweep: bool = False,
         max_stages: int = 10,
         sweep_limits: tuple[SLO, ...] = (),
-        search: SearchConfig | None = None,
-        slos: Sequence[SLO] = (),
+        search: SearchProbes | None = None,
     ) -> None:
         super().__init__()
         self.controller = controller
@@ -184,20 +180,13 @@ class StagedShape(LoadTestShape):
         self.sweep = sweep
         self.max_stages = max_stages
         self.sweep_limits = sweep_limits
-        self.search_config = search
-        self.search = CapacitySearch(search) if search is not None else None
-        self.slos = tuple(slos)  # the --slo objectives, until the SLO gate sets harness.slos at test start
-        self._early: tuple[str, ...] = ()  # the SLOs the running probe clearly broke, ending it early
-        self._drain_since: float | None = None  # an open-loop probe's arrivals stopped; its calls finish
+        self.search = search
         self._stage: Stage | None = None
         self._count = 0
         self.stop_reason: str | None = None
         self._testing = False
-        events: Any = controller.environment.events
-        events.test_start.add_listener(self._on_test_start)
-        events.test_stop.add_listener(self._on_test_stop)
-        if search is not None:
-            events.llm_summary.add_listener(self._on_summary)
+        controller.environment.events.test_start.add_listener(self._on_test_start)
+        controller.environment.events.test_stop.add_listener(self._on_test_stop)
 
     def reset_time(self) -> None:
         super().reset_time()
@@ -206,10 +195,8 @@ class StagedShape(LoadTestShape):
         self._stage = None
         self._count = 0
         self.stop_reason = None
-        if self.search_config is not None:  # a new run (the web UI's) searches afresh
-            self.search = CapacitySearch(self.search_config)
-            self._early = ()
-            self._drain_since = None
+        if self.search is not None:  # a new run (the web UI's) searches afresh
+            self.search.reset()
 
     @property
     def current_label(self) -> str | None:
@@ -230,12 +217,8 @@ class StagedShape(LoadTestShape):
         now = time.monotonic()
         if self._stage is None:
             offered = self.loads[0]  # test_start (which this tick causes) opens the stage
-        elif (
-            now + TICK_SLACK_S >= self._stage.t_start + self.duration_s
-            or self._drain_since is not None
-            or self._breached_early(now)
-        ):
-            if self._draining(now):
+        elif now + TICK_SLACK_S >= self._stage.t_start + self.duration_s or self._search_ends(now):
+            if self.search is not None and self.search.draining(now):
                 return (0, 1.0)
             load = self._next_load()
             if load is None:
@@ -262,7 +245,8 @@ class StagedShape(LoadTestShape):
     def _next_load(self) -> float | None:
         assert self._stage is not None
         if self.search is not None:
-            return self._next_probe()
+            load = self.search.next_load(self._stage)
+            return load if load is not None else self._stop(self.search.answer)
         if not self.sweep:
             return self.loads[self._count] if self._count < len(self.loads) else None
         self.controller.analysis.end(time.monotonic())
@@ -276,79 +260,11 @@ class StagedShape(LoadTestShape):
             return self._stop(f"--sweep-max-stages ({self.max_stages}) reached")
         return self._stage.offered * 2
 
-    # -- the capacity search ------------------------------------------------------------------
-
-    def criteria(self) -> list[SLO]:
-        """What a probe must meet: the run's SLOs and any --sweep-* limits."""
-        return [*(self.controller.harness.slos or self.slos), *self.sweep_limits]
-
-    def _breached_early(self, now: float) -> bool:
-        """A running probe past its warm-up that has clearly broken an SLO ends at this tick."""
-        stage = self._stage
-        if self.search is None or stage is None or now < stage.t_measure:
+    def _search_ends(self, now: float) -> bool:
+        """A search's probe ends before its time: its calls are finishing, or it clearly breached."""
+        if self.search is None or self._stage is None:
             return False
-        self._early = clear_breach(self.controller.analysis.running_row(stage.label), self.criteria())
-        if self._early:
-            log.info("capacity search: probe %s clearly breaches %s; ending it early", stage.label, self._early)
-        return bool(self._early)
-
-    def _draining(self, now: float) -> bool:
-        """An open-loop probe is judged once its calls have ended: they are the slowest when it overloads.
-
-        At its end its arrivals stop (its measured window ends there); it is judged when every
-        arrival of the window has a record (workers' counts and records included), or after one
-        more stage duration. A clear breach needs no wait; closed-loop users cannot pause.
-        """
-        if self.search is None or self.kind != "rate" or self._early:
-            return False
-        if self._drain_since is None:
-            self._drain_since = now
-            self.controller.finish()  # rate 0; the stage's window ends now
-            return True
-        row = self.controller.finished_row()
-        pending = row["arrivals"] - row["dropped"] - row["overall"]["calls"]
-        if pending > 0 and now - self._drain_since < self.duration_s:
-            return True
-        self._drain_since = None
-        return False
-
-    def _next_probe(self) -> float | None:
-        assert self._stage is not None and self.search is not None
-        self.controller.analysis.end(time.monotonic())
-        row = self.controller.finished_row()
-        probe = judge(self._stage.offered, row, self.criteria(), early=bool(self._early))
-        self._early = ()
-        probe = self.search.record(probe)
-        log.info(
-            "capacity search: probe %d at %s %s%s",
-            probe.index + 1,
-            row["label"],
-            "passed" if probe.passed else "breached " + ", ".join(probe.breaches),
-            "" if probe.meaningful else f" (only {probe.ok_calls} ok calls of the {probe.needed_calls} the SLOs need)",
-        )
-        load = self.search.next_load
-        if load is None:
-            return self._stop(self.search.result().answer)
-        return load
-
-    def _on_summary(self, summary: dict[str, Any], **_: Any) -> None:
-        if self.search is not None and self.search.probes:
-            summary["search"] = search_section(self.search)
-
-
-def search_section(search: CapacitySearch) -> dict[str, Any]:
-    """The ``search`` section of summary.json: the result, and the stage label of its answer."""
-    result = search.result()
-    passing = result.bracket.passing
-    answer = next((p.stage for p in reversed(result.probes) if p.passed and p.load == passing), None)
-    return {**result.to_dict(), "answer_stage": answer}
-
-
-def _slos_of(environment: Environment) -> list[SLO]:
-    """The run's --slo objectives, read before the SLO gate parses them (it checks them too)."""
-    value = getattr(environment.parsed_options, "slo", None)
-    texts = [value] if isinstance(value, str) else list(value or ())
-    return parse_slos(texts)
+        return self.search.drain_since is not None or self.search.ends_early(self._stage, now)
 
 
 def configure(
@@ -380,21 +296,20 @@ def configure(
         kind, loads = "users", shape.stages or DEFAULT_STAGES
         if any(v != round(v) for v in loads):
             raise ConfigError(f"--stages are numbers of users and must be whole: {loads}")
-    search: SearchConfig | None = None
-    if shape.load_shape == "search":
-        slos = list(slos) or _slos_of(environment)
-        if not slos and not shape.sweep_limits():
-            raise ConfigError("--load-shape search needs an SLO to search against, e.g. --slo 'ttft_p95<800ms'")
-        search = SearchConfig(
-            LoadKind.RATE if kind == "rate" else LoadKind.USERS,
-            loads[0],
-            precision=shape.search_precision,
-            max_probes=shape.search_max_probes,
-        )
     controller = StageController(environment, shape.warmup, driver, open_loop=arrival.open_loop and distributed)
     if controller.open_loop:
         assert isinstance(environment.runner, MasterRunner)
         environment.runner.register_message(ARRIVALS_MESSAGE, on_arrivals_message(controller.analysis))
+    search: SearchProbes | None = None
+    if shape.load_shape == "search":
+        slos = list(slos) or slos_of(environment)
+        if not slos and not shape.sweep_limits():
+            raise ConfigError("--load-shape search needs an SLO to search against, e.g. --slo 'ttft_p95<800ms'")
+        kind_of = LoadKind.RATE if kind == "rate" else LoadKind.USERS
+        config = SearchConfig(kind_of, loads[0], shape.search_precision, shape.search_max_probes)
+        search = SearchProbes(
+            controller, config, kind=kind, duration_s=shape.stage_duration, slos=slos, sweep_limits=shape.sweep_limits()
+        )
     staged = StagedShape(
         controller,
         kind=kind,
@@ -404,7 +319,6 @@ def configure(
         max_stages=shape.sweep_max_stages,
         sweep_limits=tuple(shape.sweep_limits()),
         search=search,
-        slos=slos,
     )
     staged.runner = environment.runner
     environment.shape_class = staged

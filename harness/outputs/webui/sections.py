@@ -19,8 +19,10 @@ __all__ = ["add_sections", "replay_panel", "search_panel"]
 
 def search_panel(shape: StagedShape) -> dict[str, Any] | None:
     """The search so far: the probe running, the bracket, every probe's verdict, the answer when done."""
-    search = shape.search
-    if search is None or (not search.probes and shape.current_label is None):
+    if shape.search is None:
+        return None
+    probing, search = shape.search, shape.search.search
+    if not search.probes and shape.current_label is None:
         return None
     kind = search.config.kind.value
     bracket = search.bracket
@@ -33,7 +35,7 @@ def search_panel(shape: StagedShape) -> dict[str, Any] | None:
         "status": search.result().answer if search.done else f"probing {shape.current_label or '-'}",
         "bracket (passing - breaching)": " - ".join(ends),
         "probes": probes or "-",
-        "criteria": ", ".join(s.text for s in shape.criteria()),
+        "criteria": ", ".join(s.text for s in probing.criteria()),
         "precision": f"{search.config.precision:.0%}, at most {search.config.max_probes} probes",
     }
 

@@ -19,7 +19,7 @@ from locust.env import Environment
 
 from harness.core.errors import ConfigError
 from harness.core.exitcodes import EXIT_CONFIG
-from harness.load import distributed, shapes
+from harness.load import distributed, replay, shapes
 from harness.monitors import health, live, ratelimits, spend
 from harness.outputs import locust_csv, run_files, slo_gate, webui
 from harness.runtime import catalog, retries, safety, shutdown, startup
@@ -45,6 +45,7 @@ FEATURES: tuple[Feature[Any], ...] = (
     distributed.FEATURE,  # worker -> master records, before anything that reads the master's records
     shapes.ARRIVAL_OPTIONS,
     shapes.FEATURE,  # with the stage analysis, whose summary sections the outputs below read
+    replay.FEATURE,  # --trace-replay: its own shape, so after --load-shape/--arrival are known
     live.FEATURE,
     webui.FEATURE,  # after the live figures it serves
     slo_gate.FEATURE,

@@ -134,6 +134,10 @@ class CallRecord:
     arm: str | None = None
     round: int | None = None
     block: int | None = None
+    # --trace-replay: the trace's line number and the lengths it recorded for the call; None otherwise.
+    trace_line: int | None = None
+    trace_input_tokens: int | None = None
+    trace_output_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if type(self.outcome) is not Outcome:  # a record built from text (a file, a worker's batch, a test)
@@ -187,6 +191,7 @@ class CallMeasurement:
         arm: str | None = None,
         round: int | None = None,
         block: int | None = None,
+        trace: tuple[int, int, int] | None = None,  # (line, input tokens, output tokens) of a replayed call
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
@@ -209,6 +214,9 @@ class CallMeasurement:
             round=round,
             block=block,
         )
+        if trace is not None:
+            rec = self._record
+            rec.trace_line, rec.trace_input_tokens, rec.trace_output_tokens = trace
         self._t_begin = now
         self._open_loop = t_scheduled is not None
         self._t_scheduled = t_scheduled

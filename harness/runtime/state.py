@@ -160,12 +160,14 @@ class Harness:
         t_scheduled: float | None = None,
         attempt: int = 1,
         retry_of: str | None = None,
+        trace: tuple[int, int, int] | None = None,
     ) -> CallRecord:
         """Send ``request``, measure it, report it once; never raises for a failed call.
 
         A greenlet killed mid-call (the run stopped) records the call as ``cancelled``
         and lets the kill go on. On Bedrock or Vertex the model is sent (and recorded) by
-        the platform's id (:func:`harness.core.platforms.platform_model`).
+        the platform's id (:func:`harness.core.platforms.platform_model`). ``trace`` is a
+        replayed call's (line, input tokens, output tokens) from its trace, kept on the record.
         """
         if self.options.platform != "anthropic":
             request = self._on_platform(request)
@@ -184,6 +186,7 @@ class Harness:
             arm=None if block is None else block.arm,
             round=None if block is None else block.round,
             block=None if block is None else block.index,
+            trace=trace,
         )
         self._in_flight[measurement.call_id] = measurement
         try:

@@ -13,9 +13,10 @@ from typing import Protocol
 
 from harness.core.lag import LagHistogram
 from harness.core.measure import CallMeasurement
+from harness.core.redact import redact
 from harness.core.request import MessageRequest
 
-__all__ = ["ANTHROPIC_API_URL", "FIRST_TOKEN_LATE", "Transport", "TransportConfig"]
+__all__ = ["ANTHROPIC_API_URL", "FIRST_TOKEN_LATE", "CountTokensError", "Transport", "TransportConfig"]
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
 
@@ -58,10 +59,22 @@ class Transport(Protocol):
     """Sends one Messages API request and measures it."""
 
     name: str
+    config: TransportConfig
 
     def send(self, request: MessageRequest, measurement: CallMeasurement) -> None:
         """Perform the call, reporting to ``measurement``; raise CallError on failure."""
         ...
+
+
+class CountTokensError(Exception):
+    """The target gave no token count (``POST /v1/messages/count_tokens``); ``status`` is its HTTP status.
+
+    The message never holds the API key.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(redact(message))
+        self.status = status
 
 
 FIRST_TOKEN_LATE = LagHistogram()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from harness.transports._compat import import_http_stack
@@ -40,7 +41,7 @@ from harness.core.stream_events import (
     StreamEvent,
     Usage,
 )
-from harness.transports.base import TransportConfig
+from harness.transports.base import CountTokensError, TransportConfig
 from harness.transports.sdk_decoders import BoundedSSEDecoder
 
 __all__ = ["BoundedSSEDecoder", "SDKTransport"]
@@ -49,6 +50,7 @@ __all__ = ["BoundedSSEDecoder", "SDKTransport"]
 _current: contextvars.ContextVar[CallMeasurement | None] = contextvars.ContextVar("harness_current_call", default=None)
 
 _SDK_PARAMS = frozenset(inspect.signature(Messages.create).parameters) - {"self", "extra_body"}
+_COUNT_PARAMS = frozenset(inspect.signature(Messages.count_tokens).parameters) - {"self", "extra_body"}
 
 _PAYLOAD_ATTR = {
     "text_delta": "text",
@@ -164,6 +166,21 @@ class SDKTransport:
             raise ProtocolError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         finally:
             _current.reset(token)
+
+    def count_tokens(self, body: Mapping[str, Any]) -> int:
+        """The target's ``input_tokens`` for ``body`` (not measured). Through this client, so the pooled
+        connection and the SDK's request path are ready for the first measured call."""
+        fields = {k: v for k, v in body.items() if k not in ("max_tokens", "stream")}
+        kwargs: dict[str, Any] = {k: v for k, v in fields.items() if k in _COUNT_PARAMS}
+        extra = {k: v for k, v in fields.items() if k not in _COUNT_PARAMS}
+        if extra:
+            kwargs["extra_body"] = extra
+        try:
+            return int(self.client.messages.count_tokens(**kwargs).input_tokens)
+        except anthropic.APIStatusError as exc:
+            raise CountTokensError(f"count_tokens answered HTTP {exc.status_code}", exc.status_code) from None
+        except Exception as exc:  # a platform without the endpoint, a connection, a body that is not one
+            raise CountTokensError(f"count_tokens failed: {_describe(exc)}") from None
 
     def _stream(self, kwargs: dict[str, Any], measurement: CallMeasurement) -> None:
         stream = self.client.messages.create(**kwargs)

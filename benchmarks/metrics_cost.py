@@ -154,7 +154,7 @@ def main() -> int:
         stage=lambda: "step-2",
         ratelimit_remaining=lambda: {"requests": 4000, "input_tokens": 300000, "output_tokens": 80000},
         cost_usd=lambda: 12.5,
-        loop_lag_s=lambda: 0.002,
+        loop_lag_s=lambda: {"local": 0.002},
         cpu_ratio=lambda: {"local": 0.45},
         generator_bound=lambda: False,
     )

@@ -21,7 +21,7 @@ from harness.core.errors import ConfigError
 from harness.core.exitcodes import EXIT_CONFIG
 from harness.load import distributed, replay, shapes
 from harness.monitors import health, live, ratelimits, spend
-from harness.outputs import locust_csv, run_files, slo_gate, webui
+from harness.outputs import live_export, locust_csv, run_files, slo_gate, webui
 from harness.runtime import catalog, retries, safety, shutdown, startup
 from harness.runtime.features import Feature
 from harness.runtime.options import HarnessOptions
@@ -51,6 +51,7 @@ FEATURES: tuple[Feature[Any], ...] = (
     slo_gate.FEATURE,
     run_files.FEATURE,  # stages.csv and report.html after the stage analysis's sections; its table after the verdict
     locust_csv.FEATURE,
+    live_export.FEATURE,  # last: its wait at exit for a final scrape comes after every other quit listener
 )
 
 

@@ -102,7 +102,7 @@ def target() -> Iterator[Target]:
         stage=lambda: "step-2",
         ratelimit_remaining=lambda: {"requests": 3900, "input_tokens": 380000, "output_tokens": 79000},
         cost_usd=lambda: 0.42,
-        loop_lag_s=lambda: 0.0015,
+        loop_lag_s=lambda: {"local": 0.0015},
         cpu_ratio=lambda: {"local": 0.35},
         generator_bound=lambda: False,
     )

@@ -12,14 +12,17 @@ samples. And ``--web-login``: a 401 without credentials, the metrics with them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -29,18 +32,27 @@ from typing import Any
 
 import gevent
 import pytest
+import yaml
 from flask_login import UserMixin
 from locust.env import Environment
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import AnthropicUser, HarnessOptions, attach
 from harness.core.errors import ConfigError
+from harness.core.options import declared
 from harness.outputs import live_export
 from harness.outputs.live_export import LiveExport, LiveMetricsOptions
 from tests.locust_runs import read_jsonl
 from tests.metrics_records import synthetic_records
 from tests.test_otlp import Receiver, metrics_of
-from tests.test_prometheus import dashboard_queries, free_port, needs_prometheus, prometheus_server, wait_until
+from tests.test_prometheus import (
+    DASHBOARD,
+    dashboard_queries,
+    free_port,
+    needs_prometheus,
+    prometheus_server,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTOGRAM_KEYS = {
@@ -133,18 +145,87 @@ def check_counts_equal_the_records(final: Scrape, out: Path) -> list[dict[str, A
     return records
 
 
+# The graph page of the README (docs/live-metrics-prometheus.png) comes from this test's run, refreshed on
+# request only, with a longer run of two models so its panels show a shape:
+# HARNESS_UPDATE_DOCS=1 python -m pytest tests/test_live_export.py -k web_ui
+UPDATE_DOCS = os.environ.get("HARNESS_UPDATE_DOCS") == "1"
+DOCS_SCREENSHOT = ROOT / "docs" / "live-metrics-prometheus.png"
+STAGES = ("2,4,8,16", "8s", "CompareHaiku", "CompareSonnet") if UPDATE_DOCS else ("2,4", "3s", "ShortChat")
+# The dashboard panels the graph page shows: (panel title, which of its queries).
+GRAPH_PANELS = (
+    ("Time to first token", 1),
+    ("TTFT p95 by scenario", 0),
+    ("Requests per second", 0),
+    ("Tokens per second", 0),
+    ("Errors by class", 0),
+    ("In flight and users", 0),
+)
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def graph_page(prometheus: str, seconds: int, path: Path) -> int:
+    """Prometheus's own graph page with some of the dashboard's queries, in Chromium; a screenshot to ``path``.
+
+    Returns how many panels drew a line. (Grafana is not installable here; the queries are the dashboard's.)
+    """
+    from playwright.sync_api import sync_playwright
+
+    doc = json.loads(DASHBOARD.read_text())
+    panels = {p["title"]: p for p in doc["panels"]}
+    params: dict[str, str] = {}
+    for i, (title, target) in enumerate(GRAPH_PANELS):
+        expr = panels[title]["targets"][target]["expr"]
+        for name, value in {"$__rate_interval": "5s", "$scenario": ".*", "$model": ".*"}.items():
+            expr = expr.replace(name, value)
+        params.update({f"g{i}.expr": expr, f"g{i}.tab": "0", f"g{i}.range_input": f"{seconds}s"})
+    # Two columns of short graphs, so the page fits a README.
+    style = (
+        "#graph_container{display:grid;grid-template-columns:1fr 1fr;column-gap:16px}"
+        " #graph_container>:not(.graph_wrapper){grid-column:1/-1} .graph{min-height:190px}"
+        " .navbar{position:static!important} body{padding-top:0!important}"
+    )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.add_init_script(
+                f"document.addEventListener('DOMContentLoaded', () => {{"
+                f" const s = document.createElement('style'); s.textContent = {json.dumps(style)};"
+                f" document.head.appendChild(s); }})"
+            )
+            page.goto(f"{prometheus}/classic/graph?{urllib.parse.urlencode(params)}")
+            drawn = (
+                "() => [...document.querySelectorAll('.graph_wrapper')].filter((w) => w.querySelector('.graph path'))"
+            )
+            page.wait_for_function(f"{drawn}.length >= {len(GRAPH_PANELS)}", timeout=20_000)
+            # Each query box sized to its text once the columns are laid out, no box focused.
+            page.evaluate(
+                """() => { document.activeElement?.blur();
+                    for (const el of document.querySelectorAll('textarea.expression_input')) {
+                        el.style.height = 'auto'; el.style.height = el.scrollHeight + 2 + 'px'; } }"""
+            )
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(path), full_page=True)
+            return int(page.evaluate(f"() => ({drawn})().length"))
+        finally:
+            browser.close()
+
+
 @needs_prometheus
 def test_a_web_ui_run_scraped_during_and_after_it_and_every_dashboard_query_answers(run_dir: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}/lt"
+    stages, stage_duration, *scenarios = STAGES
+    labels = {f"u{n}" for n in stages.split(",")}
     with prometheus_server(run_dir.parent, f"127.0.0.1:{port}", "/lt/metrics") as prometheus:
         began = time.time()
         proc = locust(
             run_dir,
+            *scenarios,
             *("--web-host", "127.0.0.1", "--web-port", str(port), "--web-base-path", "/lt"),
-            *("--autostart", "--autoquit", "120", "--load-shape", "steps", "--stages", "2,4"),
-            *("--stage-duration", "3s", "--warmup", "0s", "--max-tokens", "40"),
-            *("--simulator-args", "--seed 5 --fault-overloaded 0.08 --fault-stream-error 0.05"),
+            *("--autostart", "--run-time", "120s", "--autoquit", "120", "--max-tokens", "40"),
+            *("--load-shape", "steps", "--stages", stages, "--stage-duration", stage_duration, "--warmup", "0s"),
+            *("--simulator-args", "--seed 5 --max-batch 8 --fault-overloaded 0.05 --fault-stream-error 0.03"),
         )
         try:
             during = wait_until(
@@ -157,7 +238,7 @@ def test_a_web_ui_run_scraped_during_and_after_it_and_every_dashboard_query_answ
                 ),
                 "a scrape while calls are in flight",
             )
-            assert during.labels("llm_stage_info", "stage").keys() <= {"u2", "u4"}
+            assert during.labels("llm_stage_info", "stage").keys() <= labels
             assert during.families["llm_generator_cpu_ratio"][0][1] == {"process": "local"}
             wait_until(lambda: (run_dir / "summary.json").exists(), "the run to end", timeout=60)
             final = scrape(f"{base}/metrics")
@@ -176,12 +257,17 @@ def test_a_web_ui_run_scraped_during_and_after_it_and_every_dashboard_query_answ
                 if q.startswith("histogram_quantile"):
                     values = [float(v) for s in prometheus.query_range(q, began, ended) for _, v in s["values"]]
                     assert any(math.isfinite(v) and v > 0 for v in values), q
-            stages = prometheus.query_range("max by (stage) (llm_stage_info)", began, ended)
-            assert {s["metric"]["stage"] for s in stages} == {"u2", "u4"}
+            stage_series = prometheus.query_range("max by (stage) (llm_stage_info)", began, ended)
+            assert {s["metric"]["stage"] for s in stage_series} == labels
             errors = prometheus.query("sum by (outcome) (llm_requests_total)")
             assert {e["metric"]["outcome"]: float(e["value"][1]) for e in errors} == Counter(
                 r["outcome"] for r in records
             )
+            # A person's look: Prometheus's graph page draws the dashboard's queries.
+            if Path(CHROMIUM).exists() and importlib.util.find_spec("playwright") is not None:
+                shot = DOCS_SCREENSHOT if UPDATE_DOCS else run_dir / "graph.png"
+                seconds = math.ceil(ended - began) + 5
+                assert graph_page(prometheus.url, seconds, shot) == len(GRAPH_PANELS)
         finally:
             proc.terminate()
             stop(proc)
@@ -326,3 +412,17 @@ def test_a_bad_option_stops_the_run_with_one_line() -> None:
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             LiveMetricsOptions(**bad)  # type: ignore[arg-type]
+
+
+def test_the_compose_master_sets_only_declared_live_metrics_options() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    env = compose["services"]["master"]["environment"]
+    declared_vars = {spec.env_var for _, spec in declared(LiveMetricsOptions)}
+    set_here = {k for k in env if k.startswith("LOCUST_METRICS_")}
+    assert set_here == {"LOCUST_METRICS_PORT", "LOCUST_METRICS_HOST", "LOCUST_METRICS_LINGER"} <= declared_vars
+    assert "LOCUST_METRICS_PORT" not in compose["services"]["worker"].get("environment", {})
+    LiveMetricsOptions(
+        metrics_port=int(env["LOCUST_METRICS_PORT"]),
+        metrics_host=env["LOCUST_METRICS_HOST"],
+        metrics_linger=float(env["LOCUST_METRICS_LINGER"]),
+    )

@@ -19,13 +19,16 @@ Per run: the locust process's CPU over the window (percent of one core), scrapes
 their median wall time seen by the scraper, and the TTFT error, p50/p99, of the calls
 whose first token came in the window: the harness's ``t_first_token`` minus the
 simulator's write time of the first delta, joined by request id (CLOCK_MONOTONIC is one
-clock for every process of a host). CPU per scrape is the median over rounds of
-``(CPU at max - CPU with none) / scrapes``.
+clock for every process of a host). At 1/s the calls are also split within each run: those
+whose first delta was sent in the 50 ms after a scrape began against the others, a
+comparison the machine's other load cannot bias (it hits both alike). CPU per scrape is
+the median over rounds of ``(CPU at max - CPU with none) / scrapes``.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import statistics
@@ -47,6 +50,10 @@ from harness.core.summary import percentile  # noqa: E402
 
 RATES = {"none": 0.0, "1/s": 1.0, "max": float("inf")}
 WARMUP_S = 4.0  # every user spawned and past its first call before the window opens
+# A call counts as near a scrape when its first delta was sent up to this long after a scrape
+# began. A fixed span, not the scrape's own duration: a scrape lasts longer when the loop is
+# slow for any reason, and would then claim the machine's slow spells as its own.
+NEAR_S = 0.050
 
 
 def free_port() -> int:
@@ -57,11 +64,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def scrape(url: str) -> tuple[float, bytes]:
-    t0 = time.perf_counter()
+def scrape(url: str) -> tuple[float, float]:
+    """One scrape: when it began and ended, on ``time.monotonic()`` (the clock of the trace and the records)."""
+    t0 = time.monotonic()
     with urllib.request.urlopen(url, timeout=10) as response:
-        body = response.read()
-    return time.perf_counter() - t0, body
+        response.read()
+    return t0, time.monotonic()
 
 
 def run(host: str, trace: Path, streams: int, seconds: float, rate: float, work: Path) -> dict[str, Any]:
@@ -95,10 +103,10 @@ def run(host: str, trace: Path, streams: int, seconds: float, rate: float, work:
         time.sleep(WARMUP_S)
         me = psutil.Process(proc.pid)
         c0, w0 = sum(me.cpu_times()[:2]), time.monotonic()
-        walls: list[float] = []
+        scrapes: list[tuple[float, float]] = []
         while (now := time.monotonic()) < w0 + seconds:
             if rate:
-                walls.append(scrape(url)[0])
+                scrapes.append(scrape(url))
                 time.sleep(max(0.0, 1.0 / rate - (time.monotonic() - now)))
             else:
                 time.sleep(min(0.1, w0 + seconds - now))
@@ -112,9 +120,9 @@ def run(host: str, trace: Path, streams: int, seconds: float, rate: float, work:
     return {
         "cpu_s": c1 - c0,
         "cpu_percent": 100.0 * (c1 - c0) / (w1 - w0),
-        "scrapes": len(walls),
-        "scrape_wall_ms": 1000.0 * statistics.median(walls) if walls else None,
-        **ttft_errors(out / "requests.jsonl", trace, w0, w1),
+        "scrapes": len(scrapes),
+        "scrape_wall_ms": 1000.0 * statistics.median(t1 - t0 for t0, t1 in scrapes) if scrapes else None,
+        **ttft_errors(out / "requests.jsonl", trace, w0, w1, scrapes),
         **health(out / "summary.json"),
     }
 
@@ -127,21 +135,40 @@ def health(summary: Path) -> dict[str, Any]:
     return {"lag_late_p99_ms": [None if v is None else round(1000.0 * v, 1) for v in p99]}
 
 
-def ttft_errors(requests: Path, trace: Path, w0: float, w1: float) -> dict[str, Any]:
+def ttft_errors(
+    requests: Path, trace: Path, w0: float, w1: float, scrapes: list[tuple[float, float]]
+) -> dict[str, Any]:
+    """TTFT error p50/p99 (ms) of the window's calls; and split: first delta sent near a scrape's start, or not."""
     truth = {}
     for line in trace.open():
         row = json.loads(line)
         if row.get("t_first_delta") is not None:
             truth[row["request_id"]] = row["t_first_delta"]
-    errors = []
+    starts = [t0 for t0, _ in scrapes]
+    everything: list[float] = []
+    during: list[float] = []
+    outside: list[float] = []
     for line in requests.open():
         r = json.loads(line)
-        first = r.get("t_first_token")
-        if r["outcome"] == "ok" and first is not None and w0 <= first <= w1 and r.get("request_id") in truth:
-            errors.append(first - truth[r["request_id"]])
-    errors.sort()
-    ms = [round(1000.0 * percentile(errors, q), 2) for q in (50, 99)] if errors else [None, None]
-    return {"calls": len(errors), "ttft_err_ms": ms}
+        first, sent = r.get("t_first_token"), truth.get(r.get("request_id"))
+        if r["outcome"] != "ok" or first is None or sent is None or not w0 <= first <= w1:
+            continue
+        error = first - sent
+        everything.append(error)
+        i = bisect.bisect_right(starts, sent) - 1
+        (during if i >= 0 and sent <= starts[i] + NEAR_S else outside).append(error)
+    return {
+        "calls": len(everything),
+        "ttft_err_ms": _p50_p99(everything),
+        "during": len(during),
+        "ttft_err_during_ms": _p50_p99(during),
+        "ttft_err_outside_ms": _p50_p99(outside),
+    }
+
+
+def _p50_p99(values: list[float]) -> list[float | None]:
+    values = sorted(values)
+    return [round(1000.0 * percentile(values, q), 2) for q in (50, 99)] if values else [None, None]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         p50 = statistics.median(r["ttft_err_ms"][0] for r in runs if r["ttft_err_ms"][0] is not None)
         p99 = statistics.median(r["ttft_err_ms"][1] for r in runs if r["ttft_err_ms"][1] is not None)
         print(f"{name:>5}: CPU {cpu:.1f} % (median of {len(runs)}), TTFT error p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    during = [r["ttft_err_during_ms"] for r in results["1/s"] if r["during"]]
+    outside = [r["ttft_err_outside_ms"] for r in results["1/s"] if r["ttft_err_outside_ms"][0] is not None]
+    if during and outside:
+        print(
+            f"  1/s: calls whose first delta was sent <= {1000 * NEAR_S:.0f} ms after a scrape began: TTFT error"
+            f" p50/p99 {_median_pair(during)} ms (median over runs); the other calls': {_median_pair(outside)} ms"
+        )
     per_scrape = [
         (stress["cpu_s"] - base["cpu_s"]) / stress["scrapes"]
         for base, stress in zip(results["none"], results["max"], strict=True)
@@ -194,14 +228,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _median_pair(pairs: list[list[float | None]]) -> str:
+    medians = [statistics.median(v for p in pairs if (v := p[i]) is not None) for i in (0, 1)]
+    return "/".join(f"{m:.2f}" for m in medians)
+
+
 def _row(r: dict[str, Any]) -> str:
     wall = "-" if r["scrape_wall_ms"] is None else f"{r['scrape_wall_ms']:.1f} ms"
     p50, p99 = r["ttft_err_ms"]
-    return (
+    text = (
         f"CPU {r['cpu_percent']:5.1f} %, {r['scrapes']:3d} scrapes (median wall {wall}),"
-        f" {r['calls']} calls, TTFT error p50 {p50} ms, p99 {p99} ms;"
+        f" {r['calls']} calls, TTFT error p50/p99 {p50}/{p99} ms;"
         f" loop lag / first-token read p99 {r['lag_late_p99_ms'][0]} / {r['lag_late_p99_ms'][1]} ms"
     )
+    if r["during"]:
+        (d50, d99), (o50, o99) = r["ttft_err_during_ms"], r["ttft_err_outside_ms"]
+        near = f"first delta <= {1000 * NEAR_S:.0f} ms after a scrape began ({r['during']} calls)"
+        text += f"; {near}: {d50}/{d99} ms, others: {o50}/{o99} ms"
+    return text
 
 
 if __name__ == "__main__":

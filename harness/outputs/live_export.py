@@ -110,11 +110,12 @@ class LiveExport:
         self.push: OtlpPush | None = None
         self._ended: float | None = None  # time.monotonic() when the last run's summary was written
         self._flush: gevent.Greenlet[Any, Any] | None = None
+        self._flushed: bool | None = None  # whether the push after the last run got through
         if options.metrics_port is not None:
             self.server = MetricsServer(self.metrics, options.metrics_port, options.metrics_host)
             log.info("live metrics: %s", self.server.url)
         if options.otlp_endpoint is not None:
-            self.push = OtlpPush(self.metrics, options.otlp_endpoint)
+            self.push = OtlpPush(self.metrics, options.otlp_endpoint, timeout_s=_FLUSH_TIMEOUT_S)
             log.info("live metrics: pushed over OTLP to %s", self.push.endpoint)
         web_ui = environment.web_ui
         if web_ui is not None:
@@ -144,7 +145,10 @@ class LiveExport:
             self._flush = gevent.spawn(self._push_now)
 
     def _push_now(self) -> None:
-        if self.push is not None and not self.push.flush(timeout_s=_FLUSH_TIMEOUT_S):
+        if self.push is None:
+            return
+        self._flushed = self.push.flush(timeout_s=_FLUSH_TIMEOUT_S)
+        if not self._flushed:
             log.warning("live metrics: the OTLP push to %s after the run did not get through", self.push.endpoint)
 
     def _on_quit(self, **_: Any) -> None:
@@ -157,7 +161,8 @@ class LiveExport:
         if self.push is not None:
             if self._flush is not None:
                 self._flush.join(timeout=_FLUSH_TIMEOUT_S)
-            self.push.shutdown()  # a last push of the final figures
+            # A last push of the final figures, unless the collector did not take the one after the run.
+            self.push.shutdown(last_push=self._flushed is not False)
 
     @staticmethod
     def _linger(server: MetricsServer, ended: float, seconds: float) -> None:

@@ -22,7 +22,8 @@ simulator's write time of the first delta, joined by request id (CLOCK_MONOTONIC
 clock for every process of a host). At 1/s the calls are also split within each run: those
 whose first delta was sent in the 50 ms after a scrape began against the others, a
 comparison the machine's other load cannot bias (it hits both alike). CPU per scrape is
-the median over rounds of ``(CPU at max - CPU with none) / scrapes``.
+measured inside the locust process (benchmarks/scrape_probe.py: the thread CPU time of
+the greenlets answering ``/metrics``), so other processes' load does not enter it.
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ def run(host: str, trace: Path, streams: int, seconds: float, rate: float, work:
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ANTHROPIC_"))}
+    env["SCRAPE_PROBE_OUT"] = str(work / "probe.json")
     cmd = [
-        *(sys.executable, "-m", "locust", "-f", "locustfile.py", "ShortChat", "--headless", "--host", host),
+        *(sys.executable, "-m", "locust", "-f", "locustfile.py,benchmarks/scrape_probe.py", "ShortChat"),
+        *("--headless", "--host", host),
         *("--transport", "fast", "-u", str(streams), "-r", str(streams), "-t", f"{WARMUP_S + seconds + 2:g}s"),
         *("--max-tokens", "50", "--metrics-port", str(port), "--report-dir", str(out), "--loglevel", "WARNING"),
     ]
@@ -120,6 +123,7 @@ def run(host: str, trace: Path, streams: int, seconds: float, rate: float, work:
     return {
         "cpu_s": c1 - c0,
         "cpu_percent": 100.0 * (c1 - c0) / (w1 - w0),
+        "probe": json.loads((work / "probe.json").read_text()),
         "scrapes": len(scrapes),
         "scrape_wall_ms": 1000.0 * statistics.median(t1 - t0 for t0, t1 in scrapes) if scrapes else None,
         **ttft_errors(out / "requests.jsonl", trace, w0, w1, scrapes),
@@ -216,15 +220,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  1/s: calls whose first delta was sent <= {1000 * NEAR_S:.0f} ms after a scrape began: TTFT error"
             f" p50/p99 {_median_pair(during)} ms (median over runs); the other calls': {_median_pair(outside)} ms"
         )
-    per_scrape = [
-        (stress["cpu_s"] - base["cpu_s"]) / stress["scrapes"]
-        for base, stress in zip(results["none"], results["max"], strict=True)
-        if stress["scrapes"]
-    ]
-    print(
-        f"CPU per scrape: {1000.0 * statistics.median(per_scrape):.2f} ms"
-        f" (per round: {', '.join(f'{1000.0 * x:.2f}' for x in per_scrape)} ms)"
-    )
+    for name in ("1/s", "max"):
+        per_scrape = [
+            1000.0 * r["probe"]["cpu_s"] / r["probe"]["scrapes"] for r in results[name] if r["probe"]["scrapes"]
+        ]
+        print(
+            f"{name:>5}: CPU per scrape, in-process: {statistics.median(per_scrape):.2f} ms"
+            f" (per run: {', '.join(f'{x:.2f}' for x in per_scrape)} ms)"
+        )
     return 0
 
 
@@ -236,8 +239,10 @@ def _median_pair(pairs: list[list[float | None]]) -> str:
 def _row(r: dict[str, Any]) -> str:
     wall = "-" if r["scrape_wall_ms"] is None else f"{r['scrape_wall_ms']:.1f} ms"
     p50, p99 = r["ttft_err_ms"]
+    probe = r["probe"]
+    per_scrape = f"{1000.0 * probe['cpu_s'] / probe['scrapes']:.2f} ms CPU each" if probe["scrapes"] else "-"
     text = (
-        f"CPU {r['cpu_percent']:5.1f} %, {r['scrapes']:3d} scrapes (median wall {wall}),"
+        f"CPU {r['cpu_percent']:5.1f} %, {r['scrapes']:3d} scrapes ({per_scrape}, median wall {wall}),"
         f" {r['calls']} calls, TTFT error p50/p99 {p50}/{p99} ms;"
         f" loop lag / first-token read p99 {r['lag_late_p99_ms'][0]} / {r['lag_late_p99_ms'][1]} ms"
     )

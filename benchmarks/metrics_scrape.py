@@ -240,7 +240,7 @@ def _row(r: dict[str, Any]) -> str:
     wall = "-" if r["scrape_wall_ms"] is None else f"{r['scrape_wall_ms']:.1f} ms"
     p50, p99 = r["ttft_err_ms"]
     probe = r["probe"]
-    per_scrape = f"{1000.0 * probe['cpu_s'] / probe['scrapes']:.2f} ms CPU each" if probe["scrapes"] else "-"
+    per_scrape = f"{1000.0 * probe['cpu_s'] / probe['scrapes']:.2f} ms CPU each" if r["scrapes"] else "-"
     text = (
         f"CPU {r['cpu_percent']:5.1f} %, {r['scrapes']:3d} scrapes ({per_scrape}, median wall {wall}),"
         f" {r['calls']} calls, TTFT error p50/p99 {p50}/{p99} ms;"

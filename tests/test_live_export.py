@@ -225,7 +225,7 @@ def test_a_web_ui_run_scraped_during_and_after_it_and_every_dashboard_query_answ
             *("--web-host", "127.0.0.1", "--web-port", str(port), "--web-base-path", "/lt"),
             *("--autostart", "--run-time", "120s", "--autoquit", "120", "--max-tokens", "40"),
             *("--load-shape", "steps", "--stages", stages, "--stage-duration", stage_duration, "--warmup", "0s"),
-            *("--simulator-args", "--seed 5 --max-batch 8 --fault-overloaded 0.05 --fault-stream-error 0.03"),
+            *("--simulator-args", "--seed 5 --max-batch 4 --fault-overloaded 0.05 --fault-stream-error 0.03"),
         )
         try:
             during = wait_until(

@@ -323,11 +323,13 @@ def test_a_headless_run_on_metrics_port_is_scraped_after_it_and_pushed_over_otlp
 
 
 def test_a_master_serves_the_merged_figures_of_its_workers(run_dir: Path) -> None:
-    port = free_port()
+    port, master_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     proc = locust(
         run_dir,
         *("--headless", "--processes", "2", "-u", "6", "-r", "6", "-t", "6s", "--max-tokens", "40"),
+        # Not Locust's default 5557: another run on this machine may hold it.
+        *("--master-bind-port", str(master_port), "--master-port", str(master_port)),
         *("--metrics-port", str(port), "--metrics-linger", "60"),
         *("--simulator-args", "--seed 4 --fault-api-error 0.1"),
     )

@@ -20,6 +20,13 @@ The request's ``model`` picks the script, so one server serves every test case:
                    escaped payloads, thinking with a signature, then text in a second block
 * ``closing``      3 deltas, then the server closes the kept-alive connection once idle
 * ``stray``        3 deltas, then stray bytes on the kept-alive connection once idle
+* ``held_KEY``     message_start at once, then held open until ``POST /release/KEY``; then 3 deltas
+                   and the end. ``held-cut_KEY``: held the same way, then one delta and the
+                   connection cut. Each has its own request-id, and the time (``time.monotonic()``,
+                   one clock per host) of its first delta and of its last byte is kept for
+                   ``GET /trace/KEY`` (one JSON object per line): the ground truth of a test
+                   that stops a run while streams are held open across the stop.
+                   ``POST /release/KEY`` answers once every held stream of KEY has been written.
 
 Standard library only: it runs in its own process, outside Locust's gevent patching.
 """
@@ -27,9 +34,11 @@ Standard library only: it runs in its own process, outside Locust's gevent patch
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -88,6 +97,39 @@ def message_end(output_tokens: int | None, stop_reason: str = "end_turn") -> byt
     return sse("message_delta", body) + sse("message_stop", {"type": "message_stop"})
 
 
+class Held:
+    """Streams held open per key until released, and their send times (the ground truth)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.released: set[str] = set()
+        self.pending: dict[str, int] = {}
+        self.trace: dict[str, list[dict[str, Any]]] = {}
+        self.ids = itertools.count(1)
+
+    def hold(self, key: str) -> None:
+        with self.lock:
+            self.pending[key] = self.pending.get(key, 0) + 1
+            self.lock.notify_all()
+            self.lock.wait_for(lambda: key in self.released, timeout=60)
+
+    def done(self, key: str, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.trace.setdefault(key, []).append(row)
+            self.pending[key] -= 1
+            self.lock.notify_all()
+
+    def release(self, key: str) -> int:
+        with self.lock:
+            self.released.add(key)
+            self.lock.notify_all()
+            self.lock.wait_for(lambda: not self.pending.get(key), timeout=30)
+            return len(self.trace.get(key, []))
+
+
+HELD = Held()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -98,10 +140,26 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def do_GET(self) -> None:
+        if not self.path.startswith("/trace/"):
+            return self.error(404)
+        with HELD.lock:
+            rows = list(HELD.trace.get(self.path[len("/trace/") :], []))
+        data = "".join(json.dumps(row) + "\n" for row in rows).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/x-ndjson")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
+        if self.path.startswith("/release/"):
+            return self.json(200, {"released": HELD.release(self.path[len("/release/") :])})
         body = json.loads(self.rfile.read(length) or b"{}")
         model = str(body.get("model", ""))
+        if model.startswith(("held_", "held-cut_")):
+            return self.held(model)
         if model.startswith("http_"):
             return self.error(int(model[5:]))
         if model == "whole":
@@ -134,6 +192,29 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Retry-After", "2")
         self.end_headers()
         getattr(self, f"script_{model}", self.script_timed)(model)
+
+    def held(self, model: str) -> None:
+        kind, key = model.split("_", 1)
+        request_id = f"req_{kind}_{next(HELD.ids)}"
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("request-id", request_id)
+        self.end_headers()
+        self.chunk(message_start(model) + block_start(0) + sse("ping", {"type": "ping"}))
+        HELD.hold(key)
+        row: dict[str, Any] = {"request_id": request_id, "t_first_delta": time.monotonic()}
+        self.chunk(delta(0, "text_delta", "w0 "))
+        if kind == "held-cut":
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+        else:
+            for i in (1, 2):
+                self.chunk(delta(0, "text_delta", f"w{i} "))
+            self.chunk(block_stop(0) + message_end(3))
+            self.end()
+        row["t_end"] = time.monotonic()
+        HELD.done(key, row)
 
     def chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))

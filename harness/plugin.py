@@ -2,7 +2,8 @@
 
 Importing this module (``from harness import AnthropicUser`` does) adds two listeners to
 Locust's global events: when Locust builds its parser, each feature of :data:`FEATURES`
-adds its options; at ``init``, the run's :class:`~harness.runtime.state.Harness` is
+adds its options (and :func:`~harness.runtime.startup.finish_start_up` becomes the last
+``init`` listener); at ``init``, the run's :class:`~harness.runtime.state.Harness` is
 attached and each feature is installed, in the list's order. A feature that cannot run
 raises ConfigError; the run then stops before any load with one line on stderr and exit
 code 2. Runs built in code (``Environment(...)`` and :func:`harness.attach`) install the
@@ -62,10 +63,19 @@ def fail_start(message: str) -> NoReturn:
     sys.exit(EXIT_CONFIG)
 
 
+_finishing_registered = False
+
+
 @events.init_command_line_parser.add_listener
 def _on_parser(parser: Any, **_: Any) -> None:
+    global _finishing_registered
     for feature in FEATURES:
         feature.add_arguments(parser)
+    if not _finishing_registered:
+        # Locust builds its parser after importing the locustfiles, so an init listener added now
+        # comes after every listener they added: at init it runs last, after all start-up work.
+        events.init.add_listener(startup.finish_start_up)
+        _finishing_registered = True
 
 
 @events.init.add_listener

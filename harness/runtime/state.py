@@ -81,6 +81,7 @@ class Harness:
         llm_events.install(environment.events)
         environment.events.llm_request.add_listener(self._on_llm_request)  # type: ignore[attr-defined]
         environment.events.test_start.add_listener(self._on_test_start)
+        environment.events.test_stopping.add_listener(self._on_test_stopping)
         environment.events.test_stop.add_listener(self._on_test_stop)
 
     # -- features -------------------------------------------------------------------
@@ -236,6 +237,10 @@ class Harness:
             self.requests.write(record)
 
     def _on_test_start(self, **_: Any) -> None:
+        # The run starts now, before this listener's own work: Locust's --run-time counts from
+        # here too (its timer is armed just before test_start), so duration_s is the -t asked.
+        self._run_started = time.monotonic()
+        self._run_ended = None
         # A full garbage collection in mid-run stops every greenlet while it scans the heap
         # (~100 ms in a large process: a TTFT 100 ms late). Collect before the first call,
         # then freeze what exists, so the run's collections scan only the run's own objects;
@@ -244,8 +249,6 @@ class Harness:
         gc.freeze()
         self._refresh_options()
         self.store = self._new_store()
-        self._run_started = time.monotonic()
-        self._run_ended = None
         if self.environment.host and not isinstance(self.environment.runner, MasterRunner):
             # Build the shared client now, so its ~1 s first import is not charged to a call.
             # (A master makes no calls: blocking it here would delay every worker's spawn.)
@@ -274,11 +277,17 @@ class Harness:
             counts[measurement.scenario] = counts.get(measurement.scenario, 0) + 1
         return counts
 
+    def _on_test_stopping(self, **_: Any) -> None:
+        # The run ends when its stop begins (the -t timer fired, Ctrl-C, the web UI's stop),
+        # not once every user has been stopped and counted.
+        self._run_ended = time.monotonic()
+
     def _on_test_stop(self, **_: Any) -> None:
         # Users killed without a chance to run their own handler still get their record.
         for measurement in list(self._in_flight.values()):
             self._cancel(measurement, "run stopped mid-call")
-        self._run_ended = time.monotonic()
+        if self._run_ended is None:  # a stop without test_stopping (the flush at a hard exit)
+            self._run_ended = time.monotonic()
         for hook in self.before_summary:
             hook()
         self.last_summary = self.summary()

@@ -344,6 +344,7 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # tests open tens of connections at once; the default backlog of 5 drops their SYNs
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from harness.core.artefacts import RequestsWriter, write_json_atomic
 from harness.core.errors import CallError, ConfigError
-from harness.core.measure import CANCELLED, PROTOCOL, CallMeasurement, CallRecord
+from harness.core.measure import CANCELLED, OK, PROTOCOL, CallMeasurement, CallRecord
 from harness.core.options import from_namespace
 from harness.core.platforms import platform_model
 from harness.core.redact import redact
@@ -50,6 +50,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _ATTR = "llm_harness"
+STOPPED = "run stopped mid-call"
 
 
 class Harness:
@@ -70,6 +71,9 @@ class Harness:
         self.requests: RequestsWriter | None = None
         self._in_flight: dict[str, CallMeasurement] = {}
         self._run_started: float | None = None
+        # The run began to stop and kills its users without waiting (no --stop-timeout): a call
+        # that ends from now on was cut or delayed by the stop, never a measurement.
+        self._cutting = False
         self._run_ended: float | None = None
         self.last_summary: dict[str, Any] | None = None
         self._platform_models: dict[str, str] = {}  # scenario model name -> the platform's id
@@ -166,10 +170,17 @@ class Harness:
         """Send ``request``, measure it, report it once; never raises for a failed call.
 
         A greenlet killed mid-call (the run stopped) records the call as ``cancelled``
-        and lets the kill go on. On Bedrock or Vertex the model is sent (and recorded) by
+        and lets the kill go on. So does a call that ends after the run began to stop
+        without waiting for calls (no ``--stop-timeout``): Locust's stop stalls the event
+        loop before it kills the users, and a call that reads its bytes after that stall
+        would carry it in its TTFT, or fail on a connection the stop cut. Such a call is
+        ``cancelled`` and raises ``GreenletExit``, as the kill on its way would have; none
+        starts once the stop has begun. On Bedrock or Vertex the model is sent (and recorded) by
         the platform's id (:func:`harness.core.platforms.platform_model`). ``trace`` is a
         replayed call's (line, input tokens, output tokens) from its trace, kept on the record.
         """
+        if self._cutting:
+            raise gevent.GreenletExit
         if self.options.platform != "anthropic":
             request = self._on_platform(request)
         block = self.block
@@ -190,20 +201,24 @@ class Harness:
             trace=trace,
         )
         self._in_flight[measurement.call_id] = measurement
+        outcome, reason = OK, None
         try:
             with call_deadline(self.options.call_timeout):
                 self.transport(host).send(request, measurement)
-            record = measurement.finish()
         except CallError as exc:
-            record = measurement.finish(exc.outcome, error_message=exc.reason)  # CallError redacts it
+            outcome, reason = exc.outcome, exc.reason  # CallError redacts it
         except gevent.GreenletExit:
-            self._cancel(measurement, "run stopped mid-call")
+            self._cancel(measurement, STOPPED)
             raise
         except Exception as exc:  # a bug must cost one call, not the user
             log.exception("unexpected error in a call of %s", scenario)
-            record = measurement.finish(PROTOCOL, error_message=redact(f"{type(exc).__name__}: {exc}"))
+            outcome, reason = PROTOCOL, redact(f"{type(exc).__name__}: {exc}")
         finally:
             self._in_flight.pop(measurement.call_id, None)
+        if self._cutting:
+            self._cancel(measurement, STOPPED)
+            raise gevent.GreenletExit
+        record = measurement.finish(outcome, error_message=reason)
         self._report(record)
         return record
 
@@ -240,6 +255,7 @@ class Harness:
         # The run starts now, before this listener's own work: Locust's --run-time counts from
         # here too (its timer is armed just before test_start), so duration_s is the -t asked.
         self._run_started = time.monotonic()
+        self._cutting = False
         self._run_ended = None
         # A full garbage collection in mid-run stops every greenlet while it scans the heap
         # (~100 ms in a large process: a TTFT 100 ms late). Collect before the first call,
@@ -281,11 +297,13 @@ class Harness:
         # The run ends when its stop begins (the -t timer fired, Ctrl-C, the web UI's stop),
         # not once every user has been stopped and counted.
         self._run_ended = time.monotonic()
+        self._cutting = not self.environment.stop_timeout
 
     def _on_test_stop(self, **_: Any) -> None:
         # Users killed without a chance to run their own handler still get their record.
         for measurement in list(self._in_flight.values()):
-            self._cancel(measurement, "run stopped mid-call")
+            self._cancel(measurement, STOPPED)
+        self._cutting = False  # every user has stopped: calls made from here on are measured
         if self._run_ended is None:  # a stop without test_stopping (the flush at a hard exit)
             self._run_ended = time.monotonic()
         for hook in self.before_summary:

@@ -170,6 +170,7 @@ class CallMeasurement:
         "_stopped",
         "_t_begin",
         "_t_scheduled",
+        "_t_stop",
         "_usage",
         "clock",
         "finished",
@@ -223,6 +224,7 @@ class CallMeasurement:
         self._delta_times = array("d")
         self._started = False
         self._stopped = False
+        self._t_stop: float | None = None
         self._open_blocks: set[int] = set()
         self._usage = Usage()
         self._final_usage: Usage | None = None
@@ -290,6 +292,7 @@ class CallMeasurement:
             self._final_usage = event.usage
         elif isinstance(event, MessageStop):
             self._stopped = True
+            self._t_stop = now
         elif isinstance(event, StreamError):
             raise CallError(Outcome.stream(event.error_type), event.message[:200])
 
@@ -297,6 +300,11 @@ class CallMeasurement:
     def t_first_token(self) -> float | None:
         """When the call's first token was stamped; ``None`` until then."""
         return self._record.t_first_token
+
+    @property
+    def deltas(self) -> int:
+        """How many content deltas have been timed so far."""
+        return len(self._delta_times)
 
     def content_delta(self, delta_type: str, t: float) -> None:
         """One more non-empty delta of an open content block, at ``t``: all its timing needs.
@@ -336,11 +344,18 @@ class CallMeasurement:
         error_message: str | None = None,
         t: float | None = None,
     ) -> CallRecord:
-        """Close the call and derive every metric; idempotent."""
+        """Close the call and derive every metric; idempotent.
+
+        ``t_end`` is ``t`` if given; for a successful stream, when its ``message_stop`` was
+        stamped (not after the transport's own end of call: draining, closing, pooling);
+        otherwise now.
+        """
         if self.finished is not None:
             return self.finished
         rec = self._record
-        rec.t_end = self.clock() if t is None else t
+        if t is None:
+            t = self._t_stop if outcome.ok and self._t_stop is not None else self.clock()
+        rec.t_end = t
         rec.outcome = outcome
         rec.error_message = error_message
         rec.queue_s = max(0.0, rec.t_start - self._t_begin)

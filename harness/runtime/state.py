@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 _ATTR = "llm_harness"
 STOPPED = "run stopped mid-call"
 MAX_PENDING = 2000
+REPORT_SLICE_S = 0.001
 
 
 class Harness:
@@ -264,10 +265,13 @@ class Harness:
         self.environment.events.llm_request.fire(record=record, environment=self.environment)  # type: ignore[attr-defined]
 
     def _report_when_idle(self) -> None:
-        pending = self._pending
+        pending, clock = self._pending, time.monotonic
         while pending:
             gevent.idle()  # runs once no other watcher is pending: every read waiting has been done
-            if pending:
+            # Then records for up to a millisecond: a read that comes meanwhile waits no longer
+            # than that (and one record), and the loop is not woken once per record.
+            until = clock() + REPORT_SLICE_S
+            while pending and clock() < until:
                 self._deliver(pending.popleft())
 
     def flush(self) -> None:

@@ -97,6 +97,9 @@ class BlockRunner:
         self.block_seconds = block_seconds
         self._current: BlockResult | None = None
         self._admitted = 0  # calls the block has let start
+        # Each record admits its user's next call or stops the user: it must come as the call ends,
+        # not once the loop is idle (the harness's deferred bookkeeping, Harness._report).
+        self.harness.defer_reports = False
         self._members: dict[int, User] = {}  # user_id -> user, this block's users
         self._stopping: set[int] = set()
         events: Any = environment.events

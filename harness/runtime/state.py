@@ -14,7 +14,6 @@ import gc
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from harness.core.slo import SLO, call_meets
 from harness.core.summary import SampleStore
 from harness.runtime import events as llm_events
 from harness.runtime.deadline import call_deadline
+from harness.runtime.idle_reports import IdleReporter
 from harness.runtime.options import HarnessOptions
 from harness.runtime.target import transport_auth
 from harness.transports.base import Transport, TransportConfig
@@ -52,8 +52,6 @@ log = logging.getLogger(__name__)
 
 _ATTR = "llm_harness"
 STOPPED = "run stopped mid-call"
-MAX_PENDING = 2000
-REPORT_SLICE_S = 0.001
 
 
 class Harness:
@@ -77,10 +75,11 @@ class Harness:
         # The run began to stop and kills its users without waiting (no --stop-timeout): a call
         # that ends from now on was cut or delayed by the stop, never a measurement.
         self._cutting = False
-        # Finished calls whose bookkeeping waits for an idle loop (see _report), and who does it.
-        self._deferring = False
-        self._pending: deque[CallRecord] = deque()
-        self._reporter: gevent.Greenlet[[], None] | None = None
+        # While the run runs, a finished call's bookkeeping waits for an idle loop (idle_reports.py).
+        # A feature that acts on each call as it ends sets defer_reports False before the run
+        # starts: a lever study admits a user's next call, or stops the user, on its record.
+        self.defer_reports = True
+        self._reports = IdleReporter(self._deliver)
         self._run_ended: float | None = None
         self.last_summary: dict[str, Any] | None = None
         self._platform_models: dict[str, str] = {}  # scenario model name -> the platform's id
@@ -248,37 +247,15 @@ class Harness:
             self._report(measurement.finish(CANCELLED, error_message=why))
 
     def _report(self, record: CallRecord) -> None:
-        # While the run runs, a finished call's bookkeeping (Locust's stats, requests.jsonl,
-        # every llm_request listener) waits until the event loop has no read pending: when
-        # many calls end together, doing it in each call's greenlet as it ends delayed the
-        # reads of every other call by all of it (40 calls x 2 ms of listeners: tokens 80 ms
-        # late). Past MAX_PENDING records (the loop never idle) it is done at once again.
-        if self._deferring and len(self._pending) < MAX_PENDING:
-            self._pending.append(record)
-            if self._reporter is None or self._reporter.dead:
-                self._reporter = gevent.spawn(self._report_when_idle)
-            return
-        self._deliver(record)
+        self._reports.report(record)
 
     def _deliver(self, record: CallRecord) -> None:
         llm_events.report_to_locust(self.environment, record)
         self.environment.events.llm_request.fire(record=record, environment=self.environment)  # type: ignore[attr-defined]
 
-    def _report_when_idle(self) -> None:
-        pending, clock = self._pending, time.monotonic
-        while pending:
-            gevent.idle()  # runs once no other watcher is pending: every read waiting has been done
-            # Then records for up to a millisecond: a read that comes meanwhile waits no longer
-            # than that (and one record), and the loop is not woken once per record.
-            until = clock() + REPORT_SLICE_S
-            while pending and clock() < until:
-                self._deliver(pending.popleft())
-
     def flush(self) -> None:
         """Report every finished call still waiting for an idle moment (see ``_report``)."""
-        pending = self._pending
-        while pending:
-            self._deliver(pending.popleft())
+        self._reports.flush()
 
     # -- the run --------------------------------------------------------------------
 
@@ -293,7 +270,7 @@ class Harness:
         self._run_started = time.monotonic()
         self._cutting = False
         self._run_ended = None
-        self._deferring = True
+        self._reports.deferring = self.defer_reports
         # A full garbage collection in mid-run stops every greenlet while it scans the heap
         # (~100 ms in a large process: a TTFT 100 ms late). Collect before the first call,
         # then freeze what exists, so the run's collections scan only the run's own objects;
@@ -335,11 +312,11 @@ class Harness:
         # not once every user has been stopped and counted.
         self._run_ended = time.monotonic()
         self._cutting = not self.environment.stop_timeout
-        self._deferring = False  # what ends from now on is reported as it ends
+        self._reports.deferring = False  # what ends from now on is reported as it ends
         self.flush()
 
     def _on_test_stop(self, **_: Any) -> None:
-        self._deferring = False  # a stop without test_stopping (the flush at a hard exit)
+        self._reports.deferring = False  # a stop without test_stopping (the flush at a hard exit)
         self.flush()
         # Users killed without a chance to run their own handler still get their record.
         for measurement in list(self._in_flight.values()):

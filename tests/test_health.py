@@ -77,12 +77,15 @@ def test_a_greenlet_that_busy_waits_marks_the_run_generator_bound(scripted_url: 
 def test_first_tokens_that_arrive_while_the_loop_is_busy_count_as_late(scripted_url: str) -> None:
     # Each scripted call lasts ~0.4 s, its first token 200 ms in: the second calls' first
     # tokens come ~0.63 s after the start, while the loop is blocked from 0.5 to 0.75 s, and
-    # sit ~0.12 s in the socket before they are stamped. (Not the first calls': the kernel
-    # starts stamping arrivals a moment after the first socket asks for it.)
+    # sit ~0.12 s in the socket with a dozen deltas after them. The kernel merges those
+    # segments and keeps the newest stamp, so the first token's stamp may be as late as
+    # that: the figure counts the stamp minus the read before (the head's, ~0.43 s), an
+    # upper bound. (Not the first calls': the kernel starts stamping arrivals a moment
+    # after the first socket asks for it.)
     generator = run_with_health(scripted_url, 1.2, HealthOptions(max_lag_ms=50), busy=0.25, busy_after=0.5)
     late = generator["processes"]["local"]["first_token_late_s"]
     assert late["count"] >= 4
-    assert 0.06 <= late["max"] <= 0.3
+    assert 0.06 <= late["max"] <= 0.45
     assert late["p50"] < 0.01  # the calls after the stall were read on time
 
 
@@ -93,7 +96,7 @@ def test_late_first_tokens_mark_a_process_generator_bound_once_there_are_enough(
 
     bound = verdict({"local": process(0.025, 200)}, HealthOptions())
     assert bound["generator_bound"] is True
-    assert bound["reasons"] == ["local: first tokens stamped p99 25.0 ms after they arrived > 10 ms"]
+    assert bound["reasons"] == ["local: first-token stamps up to 25.0 ms late (p99) > 10 ms"]
     assert verdict({"local": process(0.025, 50)}, HealthOptions())["generator_bound"] is False  # too few to judge
     assert verdict({"local": process(0.004, 200)}, HealthOptions())["generator_bound"] is False
 
@@ -107,7 +110,7 @@ def test_a_comfortable_run_stays_quiet_and_keeps_a_time_series(scripted_url: str
     assert len(series["t_s"]) >= 2 and set(series) >= {"loop_lag_max_s", "cpu_percent", "in_flight", "rss_bytes"}
     assert max(series["in_flight"]) == 2 == local["in_flight_max"]
     assert local["probes"] >= 20 and local["cpu_percent"]["mean"] < 90
-    late = local["first_token_late_s"]  # every call's first token, from the kernel's receipt to its stamp
+    late = local["first_token_late_s"]  # every call's first token: how late its stamp may be
     assert late["count"] >= 4 and 0 <= late["p50"] <= late["max"] < 0.05
 
 

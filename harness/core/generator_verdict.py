@@ -39,8 +39,7 @@ def verdict(processes: dict[str, dict[str, Any]], options: Thresholds) -> dict[s
         late = doc.get("first_token_late_s") or {}
         if late.get("count", 0) >= MIN_FIRST_TOKENS and late["p99"] * 1000.0 > options.max_lag_ms:
             reasons.append(
-                f"{name}: first tokens stamped p99 {late['p99'] * 1000.0:.1f} ms after they arrived"
-                f" > {options.max_lag_ms:g} ms"
+                f"{name}: first-token stamps up to {late['p99'] * 1000.0:.1f} ms late (p99) > {options.max_lag_ms:g} ms"
             )
         if cpu is not None and cpu >= options.max_cpu_percent:
             reasons.append(f"{name}: CPU {cpu:.0f}% of one core (mean) >= {options.max_cpu_percent:g}%")

@@ -1,6 +1,6 @@
 """Lateness in constant memory: timer overshoots and read delays in fixed 0.1 ms buckets.
 
-The generator-health figures (event-loop lag, how long first tokens waited to be read)
+The generator-health figures (event-loop lag, how late first-token stamps may be)
 are judged against millisecond thresholds over runs of any length, so they are kept as
 a histogram of 20,000 buckets of 0.1 ms (160 KB) rather than a sample per probe.
 """

@@ -59,7 +59,7 @@ class HealthOptions:
         default=DEFAULT_MAX_LAG_MS,
         type=float,
         metavar="MS",
-        help="Event-loop lag p99, or p99 of how long first tokens waited to be read (fast transport), "
+        help="Event-loop lag p99, or p99 of how late first-token stamps may be (fast transport), "
         f"above which a process is generator-bound. Default {DEFAULT_MAX_LAG_MS:g}.",
     )
     max_cpu_percent: float = option(

@@ -6,8 +6,8 @@ and once a second records a row of the time series: loop lag, CPU use of the pro
 (percent of one core), calls in flight and resident memory. Lag and CPU count only
 while calls are in flight: an idle process (start-up imports, users between calls)
 delays no measurement. Nor does a stall once the run stops, whose calls end cancelled.
-The transports add a measure taken on the reads themselves:
-:data:`~harness.transports.base.FIRST_TOKEN_LATE`.
+The fast transport adds a measure taken on the reads themselves: how late each call's
+first-token stamp may be (:data:`~harness.transports.base.FIRST_TOKEN_LATE`).
 """
 
 from __future__ import annotations

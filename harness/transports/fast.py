@@ -14,7 +14,10 @@ it measures. This path keeps only what the metrics need on the hot path:
   path's CPU). One :class:`_StallWatch` per call checks instead, once per timeout
   period, whether anything arrived in it;
 * :class:`harness.core.stream_decoder.StreamEventDecoder` turns those bytes into the same typed events
-  the SDK path produces, stamped with the time of the read that delivered them; a read
+  the SDK path produces, stamped with the kernel's receive time of the read that delivered
+  them (``SO_TIMESTAMPNS``, Linux; over TLS too, run over ``ssl.MemoryBIO`` by
+  :mod:`harness.transports.stamped_tls`), so a token that waited in the socket while the
+  process was busy keeps its true time; a read
   that is one more delta of the block before it (most reads) is matched by one compiled
   pattern and timed with no event built (``decoder.repeat``, ``measurement.content_delta``).
 
@@ -30,10 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import socket
 import ssl
-import struct
-import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +50,7 @@ from harness.core.request import MessageRequest
 from harness.core.stream_decoder import StreamEventDecoder
 from harness.core.stream_events import usage_from
 from harness.transports.base import FIRST_TOKEN_LATE, TransportConfig
+from harness.transports.stamped_tls import ANCILLARY, StampedTLSSocket, enable_stamps, kernel_stamp
 
 __all__ = ["FastTransport"]
 
@@ -65,10 +66,6 @@ USER_AGENT = "llm-loadtest-harness (geventhttpclient)"
 _parse = HTTPResponseParser.feed
 # The blocking select.select, whether or not gevent has patched the module.
 _select = monkey.get_original("select", "select")
-# Linux's receive timestamps in nanoseconds (asm-generic value; Python does not name it).
-_SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
-_TIMESPEC = struct.Struct("@qq")
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 class _HeaderDict(dict[str, str]):
@@ -108,21 +105,32 @@ class _IdleCheck:
 class _Pool(_IdleCheck, ConnectionPool):
     """The plain-HTTP pool with :class:`_IdleCheck`, its connections stamped by the kernel.
 
-    The kernel stamps every segment it receives (``SO_TIMESTAMPNS``), so the read of a
-    call's first token can say how long the token waited in this process before it was
-    stamped: the generator's own share of that TTFT (:data:`harness.monitors.health.FIRST_TOKEN_LATE`).
+    The kernel stamps every segment it receives (``SO_TIMESTAMPNS``): each read carries
+    when its newest bytes reached this host, however long they then waited to be read.
     """
 
     def _connect_socket(self, sock: Any, address: Any) -> Any:
         sock = super()._connect_socket(sock, address)
-        if _SO_TIMESTAMPNS is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        enable_stamps(sock)
         return sock
 
 
 class _SSLPool(_IdleCheck, SSLConnectionPool):
-    """The TLS pool with :class:`_IdleCheck`."""
+    """The TLS pool with :class:`_IdleCheck`, its TLS run over a MemoryBIO to keep the kernel's stamps.
+
+    geventhttpclient's own SSL pool wraps each socket in ``ssl``'s SSLSocket, which reads
+    records itself and hands over no receive timestamps. Its connect, proxy tunnel, context
+    (verification, ``--insecure``) and host name are kept; only the TLS socket differs
+    (:class:`harness.transports.stamped_tls.StampedTLSSocket`).
+    """
+
+    def _connect_socket(self, sock: Any, address: Any) -> Any:
+        sock = ConnectionPool._connect_socket(self, sock, address)
+        if self._use_proxy:
+            self._setup_proxy(sock)
+        enable_stamps(sock)
+        server_hostname = self.ssl_options.get("server_hostname", self._request_host)
+        return StampedTLSSocket(sock, self.ssl_context, server_hostname)
 
 
 def _idle_and_open(sock: Any) -> bool:
@@ -153,12 +161,64 @@ class _StreamingResponse(HTTPSocketPoolResponse):
         # to one bytearray in a Python method, then copies it out again).
         self._parts: list[bytearray] = []
         self._on_body = self._parts.append  # type: ignore[method-assign,assignment]
-        # Whether the next body read should wait for bytes before it asks for them: see read_some.
-        self._wait_first = False
         # A TLS socket may hold bytes the kernel does not. Asked before the head is read: a whole
         # response with "connection: close" is read, and its socket closed, inside __init__.
         self._plain = not hasattr(sock, "pending")
+        # Whether the next read should wait for bytes before it asks for them: see read_some.
+        # The head's first read nearly always would find nothing: the request was just sent.
+        self._wait_first = self._plain
+        self._arrived: float | None = None  # the kernel's stamp of the last stamped read (plain sockets)
+        self._tls = sock if isinstance(sock, StampedTLSSocket) else None  # which keeps its own
         super().__init__(sock, pool, headers_type=_HeaderDict, **kw)
+
+    def _read_headers(self, pre_buffered: bytes = b"") -> None:
+        # geventhttpclient's own loop, with each read stamped by the kernel (plain sockets): when
+        # the head is read late, the first token may already have come with it.
+        if not self._plain or pre_buffered:
+            super()._read_headers(pre_buffered)
+            return
+        sock = self._sock
+        try:
+            start = True
+            while not self.headers_complete or self.get_code() < 200:
+                try:
+                    data = self._recv_stamped(sock)
+                except ConnectionResetError:
+                    if start:
+                        raise HTTPConnectionClosed("connection closed.") from None
+                    raise
+                _parse(self, data)
+                if not data:
+                    if start:
+                        raise HTTPConnectionClosed("connection closed.")
+                    if self.headers_complete:
+                        raise HTTPParseError("connection closed after interim response")
+                    raise HTTPParseError("connection closed before end of the headers")
+                start = False
+            if self.message_complete:
+                self.release()
+        except BaseException:
+            self.release()
+            raise
+
+    def _recv_stamped(self, sock: Any) -> bytes:
+        """Whatever has arrived, at once (waiting first if the last read emptied the socket).
+
+        Its receive time by the kernel (``time.time()`` clock), that of the newest segment it
+        takes, goes to ``_arrived`` (``None`` without ``SO_TIMESTAMPNS``).
+        """
+        while True:
+            if self._wait_first:
+                sock._wait(sock._read_event)
+            try:
+                data, ancillary, _, _ = sock._sock.recvmsg(self.block_size, ANCILLARY)
+            except BlockingIOError:
+                self._wait_first = True
+                continue
+            break
+        self._arrived = kernel_stamp(ancillary) if ancillary else None
+        self._wait_first = len(data) < self.block_size
+        return data
 
     def read_some(self) -> bytes | bytearray:
         """The next body bytes, as soon as any arrive; ``b""`` at the body's end.
@@ -180,35 +240,28 @@ class _StreamingResponse(HTTPSocketPoolResponse):
         # Each part is a fresh bytearray of the parser's: the caller may keep it.
         return parts.pop() if len(parts) == 1 else _join_parts(parts)
 
-    def read_timed(self) -> tuple[bytes | bytearray, float | None]:
-        """:meth:`read_some`, with when the kernel received those bytes (``time.time()``) if known.
+    def read_stamped(self) -> tuple[bytes | bytearray, float | None]:
+        """:meth:`read_some`, with when the kernel received the newest of those bytes (``time.time()``).
 
-        Known for bytes read here from a plain socket of :class:`_Pool`; not for bytes that
-        came with the response head, nor over TLS.
+        ``None`` without ``SO_TIMESTAMPNS``. Bytes that came with the response head carry the
+        head's last read's stamp; over TLS, the stamp of the raw read that completed the
+        record they came in. A read's stamp is that of the last segment it takes; and when
+        a segment arrives while the one before it is still unread, the kernel merges them
+        and keeps the newer stamp. So the stamp is exact for the newest bytes of the read,
+        and for older ones only if nothing came after them before the read.
         """
         parts = self._parts
-        arrived = None
+        tls = self._tls
         while not parts:
             sock = self._socket()
             if sock is None:
                 return b"", None
             if not self._plain:
-                return self.read_some(), None
-            if self._wait_first:
-                sock._wait(sock._read_event)
-            # One byte first: a read's timestamp is that of the last segment it takes, and
-            # after a stall that is the newest one; the first waiting byte's says how long
-            # the oldest bytes waited. The rest of what has arrived follows without waiting.
-            data, ancillary, _, _ = sock.recvmsg(1, _ANCILLARY)
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
-                    seconds, nanoseconds = _TIMESPEC.unpack_from(value)
-                    arrived = seconds + nanoseconds * 1e-9
-            if data:
-                with contextlib.suppress(BlockingIOError):
-                    data += sock._sock.recv(self.block_size - 1)
-            self._parsed(data)
-        return (parts.pop() if len(parts) == 1 else _join_parts(parts)), arrived
+                data = self.read_some()
+                return data, None if tls is None else tls.arrived
+            self._parsed(self._recv_stamped(sock))
+        data = parts.pop() if len(parts) == 1 else _join_parts(parts)
+        return data, self._arrived if tls is None else tls.arrived
 
     def _socket(self) -> Any:
         # The socket to read the body from; None once the body is complete.
@@ -335,33 +388,39 @@ class FastTransport:
     def _stream(response: _StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
         decoder = StreamEventDecoder()
         feed, event, delta = decoder.feed, measurement.event, measurement.content_delta
-        clock = time.monotonic
-        # Until the first token, each read also says when its bytes reached this host: how
-        # long the token waited here before it was stamped is the generator's share of TTFT.
-        while measurement.t_first_token is None:
-            data, arrived = response.read_timed()
+        read, clock = response.read_stamped, time.monotonic
+        # Each read is stamped with when the kernel received its newest bytes (Linux; over TLS,
+        # the raw read's that completed the record), mapped to the monotonic clock: a token that
+        # waited in the socket while the loop was busy (a burst of calls ending, the run's
+        # stop) keeps its true time. Without a kernel stamp, events are stamped as read.
+        last_read = clock()
+        # The wall clock minus the monotonic one (see stamped_tls.monotonic_of), read once a call:
+        # only a step of the wall clock changes it, and a stamp is never later than its read.
+        offset = time.time() - last_read
+        while True:
+            data, arrived = read()
             if not data:
                 break
-            watch.last = now = clock()  # every event in this read arrived by now
-            wall = time.time()
-            for typed in feed(bytes(data)):
-                event(typed, now)
-            if arrived is not None and measurement.t_first_token is not None:
-                FIRST_TOKEN_LATE.add(wall - arrived)
-        else:  # the first token came (a body that ended first skips this)
-            read = response.read_some
-            while True:
-                data = read()
-                if not data:
-                    break
-                watch.last = now = clock()
-                # Most reads are one more delta of the block before: timed without an event.
-                repeat = decoder.repeat
-                if repeat is not None and repeat(data) is not None and (data.isascii() or _is_utf8(data)):
-                    delta(decoder.delta_type, now)
-                    continue
+            watch.last = read_at = clock()
+            now = read_at if arrived is None or arrived - offset > read_at else arrived - offset
+            if measurement.t_first_token is None:
+                before = measurement.deltas
                 for typed in feed(bytes(data)):
                     event(typed, now)
+                if measurement.t_first_token is not None and arrived is not None:
+                    # The stamp is the newest segment's: exact for the first token unless a later
+                    # delta shared its read (the reader fell a token behind and the kernel merged
+                    # them); then the token came between the last read and that stamp.
+                    FIRST_TOKEN_LATE.add(0.0 if measurement.deltas - before == 1 else now - last_read)
+                last_read = read_at
+                continue
+            # Most reads are one more delta of the block before: timed without an event.
+            repeat = decoder.repeat
+            if repeat is not None and repeat(data) is not None and (data.isascii() or _is_utf8(data)):
+                delta(decoder.delta_type, now)
+                continue
+            for typed in feed(bytes(data)):
+                event(typed, now)  # message_stop's stamp is the call's end (CallMeasurement.finish)
         for typed in decoder.flush():
             event(typed, clock())
         measurement.stream_ended()

@@ -68,27 +68,27 @@ class BedrockFastTransport(FastTransport):
     def _stream(response: _StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
         decoder = BedrockEventDecoder()
         feed, event = decoder.feed, measurement.event
-        clock = time.monotonic
-        # As the first-party loop: until the first token, each read also says when its bytes arrived.
-        while measurement.t_first_token is None:
-            data, arrived = response.read_timed()
+        read, clock = response.read_stamped, time.monotonic
+        # As the first-party loop: each read's events stamped with the kernel's receive time of
+        # its newest bytes (on the monotonic clock), and the first token's possible lateness counted.
+        last_read = clock()
+        offset = time.time() - last_read
+        while True:
+            data, arrived = read()
             if not data:
                 break
-            watch.last = now = clock()
-            wall = time.time()
-            for typed in feed(data):
-                event(typed, now)
-            if arrived is not None and measurement.t_first_token is not None:
-                FIRST_TOKEN_LATE.add(wall - arrived)
-        else:
-            read = response.read_some
-            while True:
-                data = read()
-                if not data:
-                    break
-                watch.last = now = clock()
+            watch.last = read_at = clock()
+            now = read_at if arrived is None or arrived - offset > read_at else arrived - offset
+            if measurement.t_first_token is None:
+                before = measurement.deltas
                 for typed in feed(data):
                     event(typed, now)
+                if measurement.t_first_token is not None and arrived is not None:
+                    FIRST_TOKEN_LATE.add(0.0 if measurement.deltas - before == 1 else now - last_read)
+                last_read = read_at
+                continue
+            for typed in feed(data):
+                event(typed, now)
         decoder.end()
         measurement.stream_ended()
 

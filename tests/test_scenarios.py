@@ -150,7 +150,9 @@ def test_thinking_comes_before_the_first_text(library: dict[str, list[CallRecord
     for name in ("Thinking1k", "Thinking4k"):
         for record in library[name]:
             assert record.t_first_token is not None and record.t_first_text is not None
-            assert record.t_first_token < record.t_first_text
+            # Events one read delivered share its kernel stamp: a reader that fell behind by the
+            # whole thinking block (this module runs 20 users in one process) stamps both alike.
+            assert record.t_first_token <= record.t_first_text
     for record in library["NoThinking"]:
         assert record.t_first_token == record.t_first_text
 

@@ -10,6 +10,12 @@ The SDK's SSE decoder is swapped for the harness's bounded one (:class:`BoundedS
 On Amazon Bedrock and Google Vertex AI (``TransportConfig.platform``) the client is the SDK's
 ``AnthropicBedrock`` or ``AnthropicVertex`` (:mod:`harness.transports.sdk_platforms`) on the
 same HTTP client and trace hook; every platform's errors are classified here alike.
+
+Stream events are stamped as the fast transport stamps them: with the kernel's receive
+time of the read that delivered them (``SO_TIMESTAMPNS``, Linux), taken by the HTTP
+client's own socket reads (:mod:`harness.transports.sdk_stamps`; over TLS too, run over
+``ssl.MemoryBIO``), so an event that waited in the socket while the process was busy keeps
+its true time; otherwise when read.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from harness.core.stream_events import (
 )
 from harness.transports.base import CountTokensError, TransportConfig
 from harness.transports.sdk_decoders import BoundedSSEDecoder
+from harness.transports.sdk_stamps import reading, stamp_reads
 
 __all__ = ["BoundedSSEDecoder", "SDKTransport"]
 
@@ -135,6 +142,7 @@ class SDKTransport:
             event_hooks={"request": [_install_trace]},
             verify=config.verify_tls,
         )
+        stamp_reads(http_client)
         self.client = _client(config, http_client)
 
     def send(self, request: MessageRequest, measurement: CallMeasurement) -> None:
@@ -183,16 +191,20 @@ class SDKTransport:
             raise CountTokensError(f"count_tokens failed: {_describe(exc)}") from None
 
     def _stream(self, kwargs: dict[str, Any], measurement: CallMeasurement) -> None:
-        stream = self.client.messages.create(**kwargs)
-        with stream:
-            response = stream.response
-            measurement.response(response.status_code, response.headers)
-            clock = time.monotonic
-            for sdk_event in stream:
-                event = convert_event(sdk_event)
-                if event is not None:
-                    measurement.event(event, clock())
-            measurement.stream_ended()
+        # The SDK yields an event once the read that completed it is done, and reads again
+        # only for the next one: the last read's stamp is the event's.
+        with reading() as last_read:
+            stream = self.client.messages.create(**kwargs)
+            with stream:
+                response = stream.response
+                measurement.response(response.status_code, response.headers)
+                clock = time.monotonic
+                for sdk_event in stream:
+                    event = convert_event(sdk_event)
+                    if event is not None:
+                        stamp = last_read[0]
+                        measurement.event(event, clock() if stamp is None else stamp)
+                measurement.stream_ended()
 
     def _whole(self, kwargs: dict[str, Any], measurement: CallMeasurement) -> None:
         raw = self.client.messages.with_raw_response.create(**kwargs)

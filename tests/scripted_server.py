@@ -26,8 +26,11 @@ The request's ``model`` picks the script, so one server serves every test case:
                    one clock per host) of its first delta and of its last byte is kept for
                    ``GET /trace/KEY`` (one JSON object per line): the ground truth of a test
                    that stops a run while streams are held open across the stop.
-                   ``POST /release/KEY`` answers once every held stream of KEY has been written.
+                   ``POST /release/KEY`` answers once every held stream of KEY has been written;
+                   ``POST /release/KEY?n=N`` first waits until N streams of KEY are held;
+                   ``...&after=S`` answers at once and releases S seconds later.
 
+``python tests/scripted_server.py --tls CERT KEY`` serves HTTPS with that certificate.
 Standard library only: it runs in its own process, outside Locust's gevent patching.
 """
 
@@ -37,6 +40,7 @@ import contextlib
 import itertools
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -119,8 +123,9 @@ class Held:
             self.pending[key] -= 1
             self.lock.notify_all()
 
-    def release(self, key: str) -> int:
+    def release(self, key: str, held: int = 0) -> int:
         with self.lock:
+            self.lock.wait_for(lambda: self.pending.get(key, 0) >= held, timeout=30)
             self.released.add(key)
             self.lock.notify_all()
             self.lock.wait_for(lambda: not self.pending.get(key), timeout=30)
@@ -155,7 +160,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
         if self.path.startswith("/release/"):
-            return self.json(200, {"released": HELD.release(self.path[len("/release/") :])})
+            key, _, query = self.path[len("/release/") :].partition("?")
+            args = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+            held = int(args.get("n", 0))
+            if "after" in args:  # answer now; release once N are held and AFTER more seconds have passed
+                after = float(args["after"])
+                threading.Thread(target=lambda: (time.sleep(after), HELD.release(key, held)), daemon=True).start()
+                return self.json(200, {"released": "later"})
+            return self.json(200, {"released": HELD.release(key, held)})
         body = json.loads(self.rfile.read(length) or b"{}")
         model = str(body.get("model", ""))
         if model.startswith(("held_", "held-cut_")):
@@ -349,7 +361,13 @@ class Server(ThreadingHTTPServer):
 
 def main() -> None:
     server = Server(("127.0.0.1", 0), Handler)
-    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    scheme = "http"
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":  # --tls CERT KEY: serve HTTPS with that certificate
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    print(f"listening on {scheme}://127.0.0.1:{server.server_address[1]}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever(poll_interval=0.05)
 

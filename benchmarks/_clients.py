@@ -1,8 +1,9 @@
 """The client side of benchmarks/generator.py: one mode's N streams in this (pinned) process.
 
 Imported after gevent's monkey-patching. Every mode stamps each content delta with
-``time.monotonic()`` as it reads it and hands ``(request_id, stamps)`` per finished call
-to one sink, so the window arithmetic and the figures are the same for all of them.
+``time.monotonic()`` as it reads it (the harness modes: as the harness stamps it) and hands
+``(request_id, stamps, end)`` per finished call to one sink, ``end`` being when it read the
+end of the stream, so the window arithmetic and the figures are the same for all of them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import psutil
 from harness.core.lag import LagHistogram
 from harness.monitors.sampler import timer_overshoots
 
-Sink = list[tuple[str | None, list[float]]]
+Sink = list[tuple[str | None, list[float], float]]
 GOLDEN = (5**0.5 - 1) / 2
 FIRST_CALL_S = 1.5  # every stream has finished its first call (50 ms + 1 s) this long after it started
 DRAIN_S = 1.2  # calls in flight when the window closes finish, so their deltas inside it are counted
@@ -56,8 +57,8 @@ def run(
     client.end_lag_window()
     gevent.sleep(DRAIN_S)
     client.stop()
-    deltas = sum(1 for _, stamps in sink for t in stamps if w0 <= t <= w1)
-    calls = [[rid, st[0], st[-1]] for rid, st in sink if st and w0 <= st[0] <= w1 and rid]
+    deltas = sum(1 for _, stamps, _ in sink for t in stamps if w0 <= t <= w1)
+    calls = [[rid, st[0], st[-1], end] for rid, st, end in sink if st and w0 <= st[0] <= w1 and rid]
     cpu = c1 - c0
     return {
         "mode": mode,
@@ -156,7 +157,7 @@ def _floor(url: str, n: int, sink: Sink, model: str, max_tokens: int, platform: 
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
             sock.sendall(request)
-            pending, rid, stamps = b"", None, []
+            pending, rid, stamps, now = b"", None, [], 0.0
             while True:
                 data = sock.recv(65536)
                 if not data:
@@ -171,7 +172,7 @@ def _floor(url: str, n: int, sink: Sink, model: str, max_tokens: int, platform: 
                         rid = line[11:].strip().decode()
                 if data.endswith(b"0\r\n\r\n"):
                     break
-            sink.append((rid, stamps))
+            sink.append((rid, stamps, now))
 
     return _greenlets(n, stream)
 
@@ -202,8 +203,13 @@ def _sdk_bare(url: str, n: int, sink: Sink, model: str, max_tokens: int, platfor
                 model=model, max_tokens=max_tokens, messages=[{"role": "user", "content": PROMPT}], stream=True
             ) as events:
                 rid = events.response.headers.get("request-id")
-                stamps = [clock() for event in events if event.type == "content_block_delta"]
-            sink.append((rid, stamps))
+                stamps, end = [], 0.0
+                for event in events:
+                    if event.type == "content_block_delta":
+                        stamps.append(clock())
+                    elif event.type == "message_stop":
+                        end = clock()
+            sink.append((rid, stamps, end))
 
     return _greenlets(n, stream)
 
@@ -241,7 +247,7 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int, str], Client
             if record.t_first_token is None:
                 return
             stamps = list(itertools.accumulate(record.itl_s, initial=record.t_first_token))
-            sink.append((record.request_id, stamps))
+            sink.append((record.request_id, stamps, record.t_end))
 
         env.events.llm_request.add_listener(on_record)  # type: ignore[attr-defined]
         assert env.runner is not None

@@ -5,13 +5,16 @@
     python benchmarks/generator.py --streams 100,500 --modes fast,floor --seconds 3
     python benchmarks/generator.py --repeat 3   # each point 3 times, interleaved; best run shown
     python benchmarks/generator.py --platform bedrock --modes fast,sdk   # Claude as Bedrock serves it
+    python benchmarks/generator.py --streams 10 --lockstep 300 --modes floor,fast   # the lockstep row
 
 The simulator runs pinned to one core with a ground-truth ``--trace`` (its own
 ``time.monotonic()`` of every first and last delta written); each point runs one client
 process pinned to the other core, N concurrent streams of 50 deltas 20 ms apart, back to
 back, started evenly over ``--ramp`` seconds with their deltas' phases spread over the 20 ms
 between deltas (default 1: real streams are not in phase; with 0 every stream starts at
-once and their deltas arrive in lockstep bursts, the worst case).
+once and their deltas arrive in lockstep bursts, the worst case). Every run also has a
+standing lockstep row (``--lockstep N``, default 300 streams; 0 leaves it out): N streams
+started at once, as Locust's ``-r`` spawns users, ending and starting their calls together.
 CLOCK_MONOTONIC is one clock for every process of a host, so joining the client's
 records with the trace by request-id gives how late the client stamped each delta.
 
@@ -27,11 +30,14 @@ Modes (one client process each):
 ``AnthropicBedrock``, or Vertex's ``AnthropicVertex``. Bedrock's records are joined with the
 trace by ``x-amzn-requestid``, Vertex's (which has no request id) by the message id.
 
-Columns: content deltas/s received in the window, client CPU per delta (µs), event-loop
+Columns: how the streams started (spread or lockstep), content deltas/s received in the
+window, client CPU per delta (µs), event-loop
 lag p99 (a 50 ms timer's overshoot: the harness's own health sampler in harness modes,
 the benchmark's copy of it in the others, so every mode runs one probe), RSS growth per
-stream, TTFT error (first-delta stamp minus the server's write time) and ITL error (error
-of the call's summed ITL: last-delta error minus first-delta error), p50/p99 in ms, and
+stream, TTFT error (first-delta stamp minus the server's write time), ITL error (error
+of the call's summed ITL: last-delta error minus first-delta error) and end error (the
+client's end of the call minus the server's last byte: the harness's ``t_end``, the bare
+clients' read of the stream's end), p50/p99 in ms, and
 the health verdict of harness runs (with the fast transport, also its first-token
 measure). Figures on a shared machine are noisy; see docs/performance.md for how to read
 them. With ``--repeat N`` every point runs N times, the modes interleaved so that a slow
@@ -94,6 +100,14 @@ def simulator_config() -> dict[str, Any]:
 def run_point(
     mode: str, url: str, streams: int, seconds: float, ramp_s: float, trace: Path, platform: str = "anthropic"
 ) -> dict[str, Any]:
+    result = _run_point(mode, url, streams, seconds, ramp_s, trace, platform)
+    result["starts"] = "lockstep" if ramp_s <= 0 else "spread"
+    return result
+
+
+def _run_point(
+    mode: str, url: str, streams: int, seconds: float, ramp_s: float, trace: Path, platform: str
+) -> dict[str, Any]:
     cmd = [
         sys.executable,
         __file__,
@@ -121,22 +135,28 @@ def run_point(
 
 
 def timing_errors(calls: list[list[Any]], trace: Path) -> dict[str, Any]:
-    truth: dict[str, tuple[float, float]] = {}
+    truth: dict[str, tuple[float, float, float]] = {}
     with trace.open() as f:
         for line in f:
             row = json.loads(line)
-            if row.get("t_first_delta") is not None and row.get("t_last_delta") is not None:
-                truth[row["request_id"]] = (row["t_first_delta"], row["t_last_delta"])
+            if None not in (row.get("t_first_delta"), row.get("t_last_delta"), row.get("t_end")):
+                truth[row["request_id"]] = (row["t_first_delta"], row["t_last_delta"], row["t_end"])
                 if row.get("message_id"):  # what a Vertex client has in place of a request id
                     truth[row["message_id"]] = truth[row["request_id"]]
-    ttft, itl = [], []
-    for request_id, first, last in calls:
+    ttft, itl, end = [], [], []
+    for request_id, first, last, stop in calls:
         server = truth.get(request_id)
         if server is None:
             continue
         ttft.append(first - server[0])
         itl.append((last - server[1]) - (first - server[0]))
-    return {"joined": len(ttft), "ttft_err_ms": _p50_p99(ttft), "itl_err_ms": _p50_p99(itl)}
+        end.append(stop - server[2])
+    return {
+        "joined": len(ttft),
+        "ttft_err_ms": _p50_p99(ttft),
+        "itl_err_ms": _p50_p99(itl),
+        "end_err_ms": _p50_p99(end),
+    }
 
 
 def _p50_p99(values: list[float]) -> list[float | None]:
@@ -163,19 +183,20 @@ def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     head = (
-        f"{'mode':9} {'streams':>7} {'deltas/s':>9} {'CPU%':>5} {'µs/delta':>8} {'lag p99 ms':>10} "
-        f"{'KB/stream':>9} {'TTFT err p50/p99 ms':>20} {'ITL err p50/p99 ms':>19} {'calls':>6} verdict"
+        f"{'mode':9} {'streams':>7} {'starts':>8} {'deltas/s':>9} {'CPU%':>5} {'µs/delta':>8} {'lag p99 ms':>10} "
+        f"{'KB/stream':>9} {'TTFT err p50/p99 ms':>20} {'ITL err p50/p99 ms':>19} {'end err p50/p99 ms':>19} "
+        f"{'calls':>6} verdict"
     )
     rows = [head, "-" * len(head)]
     for r in results:
         if "error" in r:
-            rows.append(f"{r['mode']:9} {r['streams']:>7}  failed: {r['error']}")
+            rows.append(f"{r['mode']:9} {r['streams']:>7} {r.get('starts', ''):>8}  failed: {r['error']}")
             continue
-        ttft, itl = r["ttft_err_ms"], r["itl_err_ms"]
+        ttft, itl, end = r["ttft_err_ms"], r["itl_err_ms"], r["end_err_ms"]
         rows.append(
-            f"{r['mode']:9} {r['streams']:>7} {r['deltas_per_s']:>9.0f} {r['cpu_percent']:>5.0f} "
+            f"{r['mode']:9} {r['streams']:>7} {r['starts']:>8} {r['deltas_per_s']:>9.0f} {r['cpu_percent']:>5.0f} "
             f"{r['cpu_us_per_delta']:>8.1f} {r['lag_p99_ms']:>10.1f} {r['rss_kb_per_stream']:>9.1f} "
-            f"{_pair(ttft):>20} {_pair(itl):>19} {r['joined']:>6} {r.get('verdict', '')}"
+            f"{_pair(ttft):>20} {_pair(itl):>19} {_pair(end):>19} {r['joined']:>6} {r.get('verdict', '')}"
             + (f"  (µs/delta min/median/max {_pair(r['cpu_range'])})" if r.get("cpu_range") else "")
         )
     return "\n".join(rows)
@@ -211,12 +232,14 @@ def parent(args: argparse.Namespace) -> int:
                 flush=True,
             )
             results = []
-            for n in streams:
+            # The standing lockstep row: every stream starts at once, as Locust's -r spawns them.
+            points = [(n, args.ramp) for n in streams] + ([(args.lockstep, 0.0)] if args.lockstep else [])
+            for n, ramp_s in points:
                 runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
                 for _ in range(args.repeat):
                     for mode in modes:
                         trace.write_text("")
-                        r = run_point(mode, url, n, seconds, args.ramp, trace, args.platform)
+                        r = run_point(mode, url, n, seconds, ramp_s, trace, args.platform)
                         runs[mode].append(r)
                         print(table([r]).splitlines()[-1], flush=True)
                 results += [best_of(mode_runs) for mode_runs in runs.values()]
@@ -236,12 +259,13 @@ def parent(args: argparse.Namespace) -> int:
 
 
 def _sdk_overhead(results: list[dict[str, Any]]) -> str:
-    by = {(r["mode"], r["streams"]): r for r in results if "error" not in r}
+    by = {(r["mode"], r["streams"], r.get("starts")): r for r in results if "error" not in r}
     lines = []
-    for (mode, n), r in sorted(by.items(), key=lambda kv: kv[0][1]):
+    for (mode, streams, starts), r in sorted(by.items(), key=lambda kv: (kv[0][2] != "spread", kv[0][1])):
         mine = r["cpu_us_per_delta"]
-        if mode == "sdk" and ("sdk-bare", n) in by:
-            bare = by[("sdk-bare", n)]
+        n = streams if starts == "spread" else f"{streams} lockstep"
+        if mode == "sdk" and ("sdk-bare", streams, starts) in by:
+            bare = by[("sdk-bare", streams, starts)]
             ratio, paired = _median_ratio(r, bare), _paired_ratio(r, bare)
             lines.append(
                 f"  {n} streams: sdk {mine:.1f} µs/delta vs bare SDK {bare['cpu_us_per_delta']:.1f} -> "
@@ -250,8 +274,8 @@ def _sdk_overhead(results: list[dict[str, Any]]) -> str:
                 + ("" if ratio is None or paired is None else f", paired: {100 * (paired - 1):+.0f}%")
                 + ("" if ratio is None else ")")
             )
-        if mode == "fast" and ("floor", n) in by:
-            floor = by[("floor", n)]
+        if mode == "fast" and ("floor", streams, starts) in by:
+            floor = by[("floor", streams, starts)]
             ratio, paired = _median_ratio(r, floor), _paired_ratio(r, floor)
             lines.append(
                 f"  {n} streams: fast {mine:.1f} µs/delta = {mine / floor['cpu_us_per_delta']:.2f}x "
@@ -329,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("anthropic", "bedrock", "vertex"),
         default="anthropic",
         help="the API the simulator speaks and the harness calls (bedrock, vertex: harness modes only)",
+    )
+    parser.add_argument(
+        "--lockstep",
+        type=int,
+        default=300,
+        help="streams of the standing lockstep row: all started at once (default 300; 0: no such row)",
     )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

@@ -47,6 +47,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _own_master_port() -> list[str]:
+    """``--processes``'s master on a free port (its forked workers connect to ``--master-port``).
+
+    Locust's default 5557 may be held by another run on the machine (parallel test runs)."""
+    port = str(_free_port())
+    return ["--master-bind-port", port, "--master-port", port]
+
+
 def _env(count_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ANTHROPIC_", "DIST_"))}
     env.update({"DIST_COUNT_DIR": str(count_dir), **extra})
@@ -227,7 +235,7 @@ def _check_lost_worker(out: Path, counts: Path, pid: str, log: str) -> list[dict
 def test_processes_2_with_a_stepped_shape(tmp_path: Path, sim_url: str) -> None:
     out, counts = tmp_path / "out", tmp_path / "counts"
     counts.mkdir()
-    args = ["--processes", "2", "--headless", "--host", sim_url, "--report-dir", str(out)]
+    args = ["--processes", "2", *_own_master_port(), "--headless", "--host", sim_url, "--report-dir", str(out)]
     proc = _locust([*args, "--json-file", str(out / "stats")], _env(counts, DIST_SHAPE="steps"), tmp_path / "m.log")
     (code,) = _finish(proc)
     log = (tmp_path / "m.log").read_text()
@@ -247,7 +255,7 @@ def test_processes_2_with_a_stepped_shape(tmp_path: Path, sim_url: str) -> None:
 def test_processes_2_split_an_open_loop_rate(tmp_path: Path, sim_url: str) -> None:
     out, counts = tmp_path / "out", tmp_path / "counts"
     counts.mkdir()
-    args = ["--processes", "2", "--headless", "-u", "4", "-r", "10", "-t", "7s", "--host", sim_url]
+    args = ["--processes", "2", *_own_master_port(), "--headless", "-u", "4", "-r", "10", "-t", "7s", "--host", sim_url]
     proc = _locust([*args, "--report-dir", str(out)], _env(counts, DIST_RATE="4"), tmp_path / "m.log")
     (code,) = _finish(proc)
     assert code == 0, (tmp_path / "m.log").read_text()[-3000:]

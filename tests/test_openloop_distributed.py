@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import socket
 import statistics
 import subprocess
 import sys
@@ -25,11 +26,20 @@ LOCUSTFILE = ROOT / "tests" / "openloop_locustfile.py"
 RATE, DURATION_S, WARMUP_S = 6.0, 4.0, 1.0
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def run_two_processes(tmp_path: Path, arrival: list[str]) -> Path:
     """``locust --processes 2`` with these arrival options against the simulator; the report dir."""
     out, log = tmp_path / "out", tmp_path / "m.log"
     with SimulatorProcess(["--seed", "5", "--ttft", "0.02", "--tps", "2000"]) as sim, open(log, "wb") as sink:
         args = ["--headless", "--processes", "2", *arrival]
+        # Its own master port: another run on the machine may hold Locust's default 5557.
+        port = str(free_port())
+        args += ["--master-bind-port", port, "--master-port", port]
         args += ["--stage-duration", f"{DURATION_S:g}s", "--warmup", f"{WARMUP_S:g}s"]
         args += ["--host", str(sim.url), "--report-dir", str(out)]
         proc = subprocess.Popen(

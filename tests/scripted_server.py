@@ -29,6 +29,9 @@ The request's ``model`` picks the script, so one server serves every test case:
                    ``POST /release/KEY`` answers once every held stream of KEY has been written;
                    ``POST /release/KEY?n=N`` first waits until N streams of KEY are held;
                    ``...&after=S`` answers at once and releases S seconds later.
+                   ``held-mid_KEY``: message_start and the first delta at once, then held the
+                   same way: a call in flight, past its first token, until released.
+                   ``GET /held/KEY`` says how many streams of KEY are held (``{"held": N}``).
 
 ``python tests/scripted_server.py --tls CERT KEY`` serves HTTPS with that certificate.
 Standard library only: it runs in its own process, outside Locust's gevent patching.
@@ -117,11 +120,17 @@ class Held:
             self.lock.notify_all()
             self.lock.wait_for(lambda: key in self.released, timeout=60)
 
-    def done(self, key: str, row: dict[str, Any]) -> None:
+    def done(self, key: str, row: dict[str, Any] | None) -> None:
+        """A held stream ended: written to its end (``row``, its send times), or its client went away (None)."""
         with self.lock:
-            self.trace.setdefault(key, []).append(row)
+            if row is not None:
+                self.trace.setdefault(key, []).append(row)
             self.pending[key] -= 1
             self.lock.notify_all()
+
+    def held(self, key: str) -> int:
+        with self.lock:
+            return self.pending.get(key, 0)
 
     def release(self, key: str, held: int = 0) -> int:
         with self.lock:
@@ -146,6 +155,8 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
+        if self.path.startswith("/held/"):
+            return self.json(200, {"held": HELD.held(self.path[len("/held/") :])})
         if not self.path.startswith("/trace/"):
             return self.error(404)
         with HELD.lock:
@@ -170,7 +181,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.json(200, {"released": HELD.release(key, held)})
         body = json.loads(self.rfile.read(length) or b"{}")
         model = str(body.get("model", ""))
-        if model.startswith(("held_", "held-cut_")):
+        if model.startswith(("held_", "held-cut_", "held-mid_")):
             return self.held(model)
         if model.startswith("http_"):
             return self.error(int(model[5:]))
@@ -214,18 +225,28 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("request-id", request_id)
         self.end_headers()
         self.chunk(message_start(model) + block_start(0) + sse("ping", {"type": "ping"}))
+        row: dict[str, Any] = {"request_id": request_id}
+        if kind == "held-mid":
+            row["t_first_delta"] = time.monotonic()
+            self.chunk(delta(0, "text_delta", "w0 "))
         HELD.hold(key)
-        row: dict[str, Any] = {"request_id": request_id, "t_first_delta": time.monotonic()}
-        self.chunk(delta(0, "text_delta", "w0 "))
-        if kind == "held-cut":
-            self.connection.shutdown(socket.SHUT_RDWR)
+        try:
+            if kind != "held-mid":
+                row["t_first_delta"] = time.monotonic()
+                self.chunk(delta(0, "text_delta", "w0 "))
+            if kind == "held-cut":
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+            else:
+                for i in (1, 2):
+                    self.chunk(delta(0, "text_delta", f"w{i} "))
+                self.chunk(block_stop(0) + message_end(3))
+                self.end()
+            row["t_end"] = time.monotonic()
+        except ConnectionError:  # the client went away (a run stopped while it was held)
             self.close_connection = True
-        else:
-            for i in (1, 2):
-                self.chunk(delta(0, "text_delta", f"w{i} "))
-            self.chunk(block_stop(0) + message_end(3))
-            self.end()
-        row["t_end"] = time.monotonic()
+            HELD.done(key, None)
+            return
         HELD.done(key, row)
 
     def chunk(self, data: bytes) -> None:
@@ -357,6 +378,12 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256  # tests open tens of connections at once; the default backlog of 5 drops their SYNs
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away (a stopped run) is no error of the server's; anything else
+        # is printed as usual.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,10 @@ def run_local(
     seconds: float = 2.0,
     options: HarnessOptions | None = None,
     stop_timeout: float | None = None,
+    until: Callable[[Run], bool] | None = None,
 ) -> Run:
-    """Run a LocalRunner for ``seconds`` and return every llm_request record."""
+    """Run a LocalRunner for ``seconds`` (or, with ``until``, until it holds, ``seconds`` at most)
+    and return every llm_request record."""
     env = Environment(user_classes=list(user_classes), host=host, stop_timeout=stop_timeout)
     run = Run(env)
     env.create_local_runner()
@@ -42,7 +45,12 @@ def run_local(
     env.events.llm_request.add_listener(lambda record, **_: run.records.append(record))  # type: ignore[attr-defined]
     assert env.runner is not None
     env.runner.start(users, spawn_rate=max(users, 1) * 10)
-    gevent.sleep(seconds)
+    if until is None:
+        gevent.sleep(seconds)
+    else:
+        deadline = time.monotonic() + seconds
+        while not until(run) and time.monotonic() < deadline:
+            gevent.sleep(0.02)
     env.runner.quit()
     return run
 

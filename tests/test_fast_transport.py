@@ -182,11 +182,14 @@ PER_CALL = {"call_id", "timestamp", "user_id", "error_message"}
 
 
 def first_record(url: str, model: str, transport: str, *, stream: bool = True, timeout: float = 60.0) -> CallRecord:
+    # Until a call has ended: one that the run's stop cut (it began before the first one ended,
+    # or its end waited out the stop on a loaded machine) is cancelled, and says nothing here.
     run = run_local(
         [scenario(model, stream=stream)],
         url,
-        seconds=0.6,
+        seconds=30,
         options=HarnessOptions(transport=transport, request_timeout=timeout),
+        until=lambda run: any(r.outcome != "cancelled" for r in run.records),
     )
     finished = [r for r in run.records if r.outcome != "cancelled"]
     assert finished, run.records

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.core.errors import ConfigError
+from harness.core.records_io import record_files
 from harness.outputs.report import write_compare, write_report
 
 
@@ -27,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(args[1:] if compare else args)
     dirs = [Path(d) for d in ns.dirs]
     for d in dirs:
-        if not (d / "requests.jsonl").is_file():
+        if not record_files(d):
             parser.error(f"{d / 'requests.jsonl'} not found; pass the --report-dir of a run")
     try:
         if compare:
@@ -36,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = write_compare(dirs, Path(ns.output or "compare.html"))
         else:
             path = write_report(dirs[0], output=Path(ns.output) if ns.output else None)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, ConfigError) as exc:
         sys.stderr.write(f"python -m harness.report: error: cannot read the run ({type(exc).__name__}: {exc})\n")
         return 2
     print(path)

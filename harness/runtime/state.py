@@ -181,7 +181,8 @@ class Harness:
             document = self.off_loop(lambda: snapshot.summary(duration_s=duration, extra=extra))
         else:
             document = store.summary(duration_s=duration, extra=extra)
-        self.reduced = (document, duration)
+        if self.store is store:  # not a reduction of the last run that ended after the next one began
+            self.reduced = (document, duration)
         return document
 
     @property

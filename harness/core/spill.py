@@ -26,6 +26,7 @@ the intended scale; thousands of columns would hold ``columns * 64 KB`` of buffe
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
@@ -278,6 +279,11 @@ class SpillGroup:
         # A group dropped without close() still removes its files (not on SIGKILL: nothing can).
         self._paths: list[Path] = []
         self._finalizer = None if keep else weakref.finalize(self, _cleanup, directory, self._paths, self._made_dir)
+        if self._finalizer is not None:
+            # Not at weakref's own exit hook, which runs before hooks registered earlier, such as
+            # a run's last summary written at exit from these very files: see _remove_at_exit.
+            self._finalizer.atexit = False
+            _OPEN_GROUPS.add(self)
 
     def column(self, scope: str, metric: str, buffer_values: int | None = None) -> SpillColumn:
         """The column of ``metric`` in ``scope``, created on first use (with its own buffer size if given)."""
@@ -319,6 +325,20 @@ class SpillGroup:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+_OPEN_GROUPS: weakref.WeakSet[SpillGroup] = weakref.WeakSet()
+
+
+def _remove_at_exit() -> None:
+    for group in list(_OPEN_GROUPS):
+        if group._finalizer is not None:
+            group._finalizer()
+
+
+# Registered when this module is imported, before the harness registers its own exit hooks
+# (which may still read the files to write a summary): atexit runs hooks last-in, first-out.
+atexit.register(_remove_at_exit)
 
 
 def _safe(name: str) -> str:

@@ -17,6 +17,7 @@ quits, after every reduction still reading it has finished.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -136,6 +137,12 @@ class Harness:
     def _new_store(self) -> SpilledSampleStore:
         report_dir = self.options.report_dir
         directory = Path(report_dir) / SAMPLES_DIR if report_dir and self.writes_artefacts else None
+        if directory is not None and directory.is_dir():
+            for stale in directory.iterdir():  # a killed run's samples (only this process writes here)
+                if stale.suffix == ".f64" or stale.name == "columns.json":
+                    stale.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # made anew, so it is removed at the end again
+                directory.rmdir()
         return SpilledSampleStore(good=self._good, directory=directory)
 
     def _close_store(self) -> None:
@@ -393,7 +400,12 @@ class Harness:
         document = self.reduce()
         if not self.running:  # stopped while reducing: the final summary is (being) written
             return False
-        document["periodic"] = {"every_s": every_s, "elapsed_s": document["duration_s"], "final": False}
+        document["periodic"] = {
+            "every_s": every_s,
+            "elapsed_s": document["duration_s"],
+            "written_at": time.time(),
+            "final": False,
+        }
         write_json_atomic(Path(self.options.report_dir) / "summary.json", document)
         return True
 

@@ -194,3 +194,16 @@ def test_the_runs_listeners_hold_no_memory_per_call(tmp_path: Path) -> None:
     events.quitting.fire(environment=env)
     assert not (tmp_path / ".samples").exists()
     assert os.path.getsize(tmp_path / "requests.jsonl") > 0
+
+
+def test_a_bad_rotate_size_stops_the_run_before_any_load(tmp_path: Path) -> None:
+    done = subprocess.run(
+        locust("-t", "1s", "--report-dir", str(tmp_path), "--rotate-records", "12parsecs"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    assert "--rotate-records '12parsecs': give a size in bytes" in done.stderr
+    assert not (tmp_path / "requests.jsonl").exists()

@@ -12,6 +12,7 @@ summary replaces it when the run stops.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ from harness.runtime.features import Feature
 from harness.runtime.state import Harness
 
 __all__ = ["FEATURE", "PeriodicSummary", "SoakOptions", "install"]
+
+log = logging.getLogger(__name__)
 
 
 def _size(raw: Any) -> int | None:
@@ -102,6 +105,9 @@ def install(harness: Harness, options: SoakOptions | None = None) -> PeriodicSum
     """Rotate ``harness``'s records and rewrite its summary periodically, as ``options`` (the run's) ask."""
     options = options or harness.options_of(SoakOptions)
     harness.rotate_bytes = options.rotate_records
+    asked = options.rotate_records is not None or options.summary_every is not None
+    if asked and not harness.options.report_dir:
+        log.warning("--rotate-records and --summary-every change the files of --report-dir, and none is given")
     if options.summary_every is None:
         return None
     periodic = PeriodicSummary(harness, options.summary_every)

@@ -42,6 +42,7 @@ from harness.core.spillstore import SpilledSampleStore
 from harness.core.summary import SampleStore
 from harness.runtime import events as llm_events
 from harness.runtime.deadline import call_deadline
+from harness.runtime.offloop import OffLoop
 from harness.runtime.options import HarnessOptions
 from harness.runtime.target import api_key_for
 from harness.transports.base import Transport, TransportConfig
@@ -83,9 +84,9 @@ class Harness:
         self.rotate_bytes: int | None = None  # --rotate-records, set by the rolling-artefacts feature
         # The last reduction of the store: (its summary document, the run's elapsed seconds then).
         self.reduced: tuple[dict[str, Any], float] | None = None
-        # Work running in gevent's threadpool (reductions, gzip of rotated parts): waited for
-        # before the files it reads are closed or removed.
-        self._threads: list[Any] = []
+        # Reductions and gzip of rotated parts, in gevent's threadpool: waited for before the
+        # files they read are closed or removed.
+        self.off_loop = OffLoop()
         self._in_flight: dict[str, CallMeasurement] = {}
         self._run_started: float | None = None
         self._run_ended: float | None = None
@@ -147,45 +148,21 @@ class Harness:
 
     def _close_store(self) -> None:
         """Remove the store's files, once every reduction reading them has finished."""
-        self.wait_for_threads()
+        self.off_loop.wait()
         if isinstance(self.store, SpilledSampleStore):
             self.store.close()
 
-    # -- work off the event loop --------------------------------------------------------
-
-    def in_thread(self, job: Callable[[], Any]) -> Any:
-        """Start ``job`` in gevent's threadpool; :meth:`wait_for_threads` waits for it."""
-        result = gevent.get_hub().threadpool.spawn(job)
-        self._threads = [r for r in self._threads if not r.ready()]
-        self._threads.append(result)
-        return result
-
-    def off_loop(self, job: Callable[[], T]) -> T:
-        """``job()`` run in gevent's threadpool while this greenlet waits cooperatively.
+    def reduce(self) -> dict[str, Any]:
+        """:meth:`summary`, computed in gevent's threadpool while this greenlet waits; kept as :attr:`reduced`.
 
         numpy releases the GIL while it reads, counts and sorts, so the event loop goes on
-        timing calls meanwhile. From the hub itself (nothing to wait with) it runs inline.
+        timing calls meanwhile.
         """
-        if gevent.getcurrent() is gevent.get_hub():
-            return job()
-        value: T = self.in_thread(job).get()
-        return value
-
-    def wait_for_threads(self) -> None:
-        """Wait (cooperatively) for the threadpool work started by :meth:`in_thread`."""
-        if gevent.getcurrent() is gevent.get_hub():
-            return
-        for result in list(self._threads):
-            result.wait()
-        self._threads = [r for r in self._threads if not r.ready()]
-
-    def reduce(self) -> dict[str, Any]:
-        """:meth:`summary`, computed off the event loop (:meth:`off_loop`); kept as :attr:`reduced`."""
         duration, extra = self.duration_s, {"config": self.run_config()}
         store = self.store
         if isinstance(store, SpilledSampleStore):
             snapshot = store.snapshot()
-            document = self.off_loop(lambda: snapshot.summary(duration_s=duration, extra=extra))
+            document = self.off_loop.run(lambda: snapshot.summary(duration_s=duration, extra=extra))
         else:
             document = store.summary(duration_s=duration, extra=extra)
         if self.store is store:  # not a reduction of the last run that ended after the next one began
@@ -308,7 +285,7 @@ class Harness:
         if self.writes_artefacts:
             # Rotated parts are gzipped in the threadpool: the event loop never waits for zlib.
             self.requests = RotatingRequestsWriter(
-                Path(self.options.report_dir or "."), self.rotate_bytes, run_in=self.in_thread
+                Path(self.options.report_dir or "."), self.rotate_bytes, run_in=self.off_loop.start
             )
             self.requests.open()
 
@@ -381,7 +358,7 @@ class Harness:
             return
         if self.requests is not None:
             self.requests.close()
-            self.wait_for_threads()  # the last rotated part compressed before anything reads the set
+            self.off_loop.wait()  # the last rotated part compressed before anything reads the set
         write_json_atomic(Path(self.options.report_dir) / "summary.json", document)
 
     @property

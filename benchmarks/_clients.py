@@ -37,11 +37,12 @@ def run(
     max_tokens: int,
     ramp_s: float,
     gap_s: float,
+    platform: str = "anthropic",
 ) -> dict[str, Any]:
     """One mode's figures; its streams start as :func:`start_offsets` says (``ramp_s`` 0: all at once)."""
     process = psutil.Process()
     sink: Sink = []
-    client = _MODES[mode](url, streams, sink, model, max_tokens)
+    client = _MODES[mode](url, streams, sink, model, max_tokens, platform)
     rss0 = process.memory_info().rss
     offsets = start_offsets(streams, ramp_s, gap_s)
     client.start(offsets)
@@ -136,7 +137,7 @@ def _greenlets(n: int, target: Callable[[], None]) -> Client:
 # -- floor: bare sockets, split lines, stamp deltas -----------------------------------------
 
 
-def _floor(url: str, n: int, sink: Sink, model: str, max_tokens: int) -> Client:
+def _floor(url: str, n: int, sink: Sink, model: str, max_tokens: int, platform: str) -> Client:
     import json
 
     parts = urlsplit(url)
@@ -178,7 +179,7 @@ def _floor(url: str, n: int, sink: Sink, model: str, max_tokens: int) -> Client:
 # -- sdk-bare: the anthropic SDK's own loop ----------------------------------------------------
 
 
-def _sdk_bare(url: str, n: int, sink: Sink, model: str, max_tokens: int) -> Client:
+def _sdk_bare(url: str, n: int, sink: Sink, model: str, max_tokens: int, platform: str) -> Client:
     from harness.transports._compat import import_http_stack
 
     import_http_stack()
@@ -210,8 +211,8 @@ def _sdk_bare(url: str, n: int, sink: Sink, model: str, max_tokens: int) -> Clie
 # -- the harness itself: real Locust users -------------------------------------------------------
 
 
-def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
-    def mode(url: str, n: int, sink: Sink, model: str, max_tokens: int) -> Client:
+def _harness(transport: str) -> Callable[[str, int, Sink, str, int, str], Client]:
+    def mode(url: str, n: int, sink: Sink, model: str, max_tokens: int, platform: str) -> Client:
         from locust.env import Environment
 
         from harness import AnthropicUser, HarnessOptions, attach
@@ -232,7 +233,7 @@ def _harness(transport: str) -> Callable[[str, int, Sink, str, int], Client]:
         Bench.model, Bench.max_tokens, Bench.prompt = model, max_tokens, PROMPT
         env = Environment(user_classes=[Bench], host=url)
         env.create_local_runner()
-        harness = attach(env, HarnessOptions(transport=transport))
+        harness = attach(env, HarnessOptions(transport=transport, platform=platform))
         harness.transport(url)
         wiring = harness.install(health.FEATURE, health.HealthOptions())
 
@@ -279,7 +280,7 @@ class _HarnessClient(Client):
         return str(last["verdict"]) + (f" (first tokens late p99 {late['p99'] * 1000:.1f} ms)" if late else "")
 
 
-_MODES: dict[str, Callable[[str, int, Sink, str, int], Client]] = {
+_MODES: dict[str, Callable[[str, int, Sink, str, int, str], Client]] = {
     "floor": _floor,
     "sdk-bare": _sdk_bare,
     "fast": _harness("fast"),

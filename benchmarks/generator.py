@@ -4,6 +4,7 @@
     python benchmarks/generator.py --quick    # 10, 100, 500 streams, shorter points (<1 min)
     python benchmarks/generator.py --streams 100,500 --modes fast,floor --seconds 3
     python benchmarks/generator.py --repeat 3   # each point 3 times, interleaved; best run shown
+    python benchmarks/generator.py --platform bedrock --modes fast,sdk   # Claude as Bedrock serves it
 
 The simulator runs pinned to one core with a ground-truth ``--trace`` (its own
 ``time.monotonic()`` of every first and last delta written); each point runs one client
@@ -20,6 +21,11 @@ Modes (one client process each):
 * ``fast``     the harness (real Locust users, ``--transport fast``)
 * ``sdk``      the harness with ``--transport sdk``
 * ``sdk-bare`` the anthropic SDK's own loop under gevent, no harness: the SDK's cost alone
+
+``--platform bedrock|vertex`` runs the simulator as that platform and the harness modes
+(``fast``, ``sdk``) with ``--platform``: Bedrock's AWS event stream, signed requests and
+``AnthropicBedrock``, or Vertex's ``AnthropicVertex``. Bedrock's records are joined with the
+trace by ``x-amzn-requestid``, Vertex's (which has no request id) by the message id.
 
 Columns: content deltas/s received in the window, client CPU per delta (µs), event-loop
 lag p99 (a 50 ms timer's overshoot: the harness's own health sampler in harness modes,
@@ -85,7 +91,9 @@ def simulator_config() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 
 
-def run_point(mode: str, url: str, streams: int, seconds: float, ramp_s: float, trace: Path) -> dict[str, Any]:
+def run_point(
+    mode: str, url: str, streams: int, seconds: float, ramp_s: float, trace: Path, platform: str = "anthropic"
+) -> dict[str, Any]:
     cmd = [
         sys.executable,
         __file__,
@@ -99,6 +107,8 @@ def run_point(mode: str, url: str, streams: int, seconds: float, ramp_s: float, 
         str(seconds),
         "--ramp",
         str(ramp_s),
+        "--platform",
+        platform,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, cwd=ROOT, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
@@ -117,6 +127,8 @@ def timing_errors(calls: list[list[Any]], trace: Path) -> dict[str, Any]:
             row = json.loads(line)
             if row.get("t_first_delta") is not None and row.get("t_last_delta") is not None:
                 truth[row["request_id"]] = (row["t_first_delta"], row["t_last_delta"])
+                if row.get("message_id"):  # what a Vertex client has in place of a request id
+                    truth[row["message_id"]] = truth[row["request_id"]]
     ttft, itl = [], []
     for request_id, first, last in calls:
         server = truth.get(request_id)
@@ -187,14 +199,15 @@ def parent(args: argparse.Namespace) -> int:
         config = Path(tmp) / "sim.json"
         config.write_text(json.dumps(simulator_config()))
         trace = Path(tmp) / "trace.jsonl"
-        sim = SimulatorProcess(["--config", str(config), "--trace", str(trace)])
-        url = sim.start()
+        sim = SimulatorProcess(["--config", str(config), "--trace", str(trace)], platform=args.platform)
+        url = sim.start() + ("/v1" if args.platform == "vertex" else "")
         try:
             assert sim.proc is not None
             os.sched_setaffinity(sim.proc.pid, {SERVER_CORE})
             load = os.getloadavg()
             print(
-                f"simulator on core {SERVER_CORE}, clients on core {CLIENT_CORE}; load average {load[0]:.1f}",
+                f"simulator ({args.platform}) on core {SERVER_CORE}, clients on core {CLIENT_CORE}; "
+                f"load average {load[0]:.1f}",
                 flush=True,
             )
             results = []
@@ -203,7 +216,7 @@ def parent(args: argparse.Namespace) -> int:
                 for _ in range(args.repeat):
                     for mode in modes:
                         trace.write_text("")
-                        r = run_point(mode, url, n, seconds, args.ramp, trace)
+                        r = run_point(mode, url, n, seconds, args.ramp, trace, args.platform)
                         runs[mode].append(r)
                         print(table([r]).splitlines()[-1], flush=True)
                 results += [best_of(mode_runs) for mode_runs in runs.values()]
@@ -290,6 +303,7 @@ def child(args: argparse.Namespace) -> int:
         max_tokens=DELTAS,
         ramp_s=args.ramp,
         gap_s=GAP_S,
+        platform=args.platform,
     )
     print(json.dumps(result))
     return 0
@@ -310,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="seconds over which each point's streams start, evenly spread (default 1; 0: all at once)",
     )
+    parser.add_argument(
+        "--platform",
+        choices=("anthropic", "bedrock", "vertex"),
+        default="anthropic",
+        help="the API the simulator speaks and the harness calls (bedrock, vertex: harness modes only)",
+    )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -317,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
         return child(args)
     if args.modes and not set(args.modes.split(",")) <= set(MODES):
         parser.error(f"--modes: choose from {','.join(MODES)}")
+    if args.platform != "anthropic" and not args.modes:
+        args.modes = "fast,sdk"
+    if args.platform != "anthropic" and not set(args.modes.split(",")) <= {"fast", "sdk"}:
+        parser.error(
+            "--platform bedrock|vertex: the modes are fast and sdk (the others speak only the first-party API)"
+        )
     if args.repeat < 1:
         parser.error("--repeat: give 1 or more")
     if args.ramp < 0:

@@ -8,7 +8,9 @@ inter-token gaps are samples too) and for a failed call, against the same work d
 ``prometheus_client``'s own ``Counter``/``Histogram`` children (looked up once, cached).
 Per scrape: :meth:`LiveMetrics.render` with 10 scenarios x 2 models x 6 outcomes and every
 run-state gauge, as CPU time (``time.process_time``) per scrape, and the longest the gevent
-loop waited meanwhile (how late a token read could be stamped because of a scrape).
+loop waited meanwhile (how late a token read could be stamped because of a scrape), by a
+probe and as the scrape's longest work between two of its pauses; then the same for one
+scenario and one model, a run of ``ShortChat``.
 """
 
 from __future__ import annotations
@@ -131,6 +133,59 @@ def scrape_stalls_ms(work: Callable[[], object], scrapes: int) -> tuple[float, f
     return statistics.median(worst), max(worst)
 
 
+def longest_slices_ms(metrics: LiveMetrics, scrapes: int) -> list[float]:
+    """Per scrape, its longest stretch of work between two of its pauses (how long the loop waited at most).
+
+    Timed from the scrape's side in thread CPU time, between its own ``time.sleep`` calls,
+    so unlike the probe of :func:`scrape_stalls_ms` the machine's other load does not add to it.
+    """
+    from harness.outputs import metrics as module
+
+    marks: list[float] = []
+
+    class Clock:
+        def sleep(self, seconds: float) -> None:
+            marks.append(time.thread_time())
+            time.sleep(seconds)
+            marks.append(time.thread_time())
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(time, name)
+
+    module.time = Clock()  # type: ignore[assignment]
+    try:
+        out = []
+        for _ in range(scrapes):
+            marks.clear()
+            start = time.thread_time()
+            metrics.render()
+            points = [start, *marks, time.thread_time()]
+            out.append(1e3 * max(points[k + 1] - points[k] for k in range(0, len(points) - 1, 2)))
+        return out
+    finally:
+        module.time = time
+
+
+def one_series() -> LiveMetrics:
+    """A run of one scenario and one model (ShortChat at 300 streams): 300 calls counted, every run-state gauge."""
+    metrics = LiveMetrics(
+        LiveSources(
+            in_flight=lambda: {"ShortChat": 300},
+            users=lambda: 300,
+            ratelimit_remaining=lambda: {"requests": 4000, "input_tokens": 300000, "output_tokens": 80000},
+            cost_usd=lambda: 1.5,
+            loop_lag_s=lambda: {"local": 0.002},
+            cpu_ratio=lambda: {"local": 0.45},
+            generator_bound=lambda: False,
+        )
+    )
+    for i in range(300):
+        r = record(i, 50, OUTCOMES[i % 2])
+        r.scenario, r.model = "ShortChat", MODELS[0]
+        metrics.observe(r)
+    return metrics
+
+
 def main() -> int:
     n = 2000
     cases = {
@@ -154,7 +209,7 @@ def main() -> int:
         stage=lambda: "step-2",
         ratelimit_remaining=lambda: {"requests": 4000, "input_tokens": 300000, "output_tokens": 80000},
         cost_usd=lambda: 12.5,
-        loop_lag_s=lambda: 0.002,
+        loop_lag_s=lambda: {"local": 0.002},
         cpu_ratio=lambda: {"local": 0.45},
         generator_bound=lambda: False,
     )
@@ -187,6 +242,19 @@ def main() -> int:
     t0 = time.process_time()
     metrics.render()
     print(f"scrape after 4,500 calls of 200 tokens since the last one: {(time.process_time() - t0) * 1e3:.2f} ms CPU")
+    slices = sorted(longest_slices_ms(metrics, 50))
+    print(f"longest work between two of a scrape's pauses: median {slices[25]:.2f} ms, max {slices[-1]:.2f} ms")
+
+    single = one_series()
+    t0 = time.process_time()
+    for _ in range(scrapes):
+        single.render()
+    cpu_ms = (time.process_time() - t0) / scrapes * 1e3
+    slices = sorted(longest_slices_ms(single, 50))
+    print(
+        f"\nscrape: one scenario x one model (a ShortChat run): {cpu_ms:.2f} ms CPU per scrape; longest work"
+        f" between two of its pauses: median {slices[25]:.2f} ms, max {slices[-1]:.2f} ms"
+    )
     return 0
 
 

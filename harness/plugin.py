@@ -19,9 +19,9 @@ from locust.env import Environment
 
 from harness.core.errors import ConfigError
 from harness.core.exitcodes import EXIT_CONFIG
-from harness.load import distributed, shapes
+from harness.load import distributed, replay, shapes
 from harness.monitors import health, live, ratelimits, spend
-from harness.outputs import locust_csv, run_files, slo_gate, webui
+from harness.outputs import live_export, locust_csv, run_files, slo_gate, webui
 from harness.runtime import catalog, retries, rolling, safety, shutdown, startup
 from harness.runtime.features import Feature
 from harness.runtime.options import HarnessOptions
@@ -46,11 +46,13 @@ FEATURES: tuple[Feature[Any], ...] = (
     distributed.FEATURE,  # worker -> master records, before anything that reads the master's records
     shapes.ARRIVAL_OPTIONS,
     shapes.FEATURE,  # with the stage analysis, whose summary sections the outputs below read
+    replay.FEATURE,  # --trace-replay: its own shape, so after --load-shape/--arrival are known
     live.FEATURE,
     webui.FEATURE,  # after the live figures it serves
     slo_gate.FEATURE,
     run_files.FEATURE,  # stages.csv and report.html after the stage analysis's sections; its table after the verdict
     locust_csv.FEATURE,
+    live_export.FEATURE,  # last: its wait at exit for a final scrape comes after every other quit listener
 )
 
 

@@ -51,6 +51,9 @@ def _no_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
     # Nothing in the suite may reach the real API, whatever the developer's shell holds.
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    # Nor Amazon Bedrock or Google Vertex AI (--platform): their endpoints and a Bedrock bearer token.
+    for name in ("ANTHROPIC_BEDROCK_BASE_URL", "ANTHROPIC_VERTEX_BASE_URL", "AWS_BEARER_TOKEN_BEDROCK"):
+        monkeypatch.delenv(name, raising=False)
     for name in list(os.environ):
         if name.startswith("LOCUST_"):
             monkeypatch.delenv(name, raising=False)

@@ -122,7 +122,7 @@ def test_run_state_is_read_from_the_sources_at_each_scrape() -> None:
             stage=lambda: state["stage"],  # type: ignore[arg-type,return-value]
             ratelimit_remaining=lambda: {"requests": 49, "output_tokens": 8000},
             cost_usd=lambda: 1.25,
-            loop_lag_s=lambda: 0.004,
+            loop_lag_s=lambda: {"local": 0.004},
             cpu_ratio=broken,
             generator_bound=lambda: state["bound"],  # type: ignore[arg-type,return-value]
         )
@@ -136,7 +136,7 @@ def test_run_state_is_read_from_the_sources_at_each_scrape() -> None:
     ]
     assert ("llm_ratelimit_remaining", {"dimension": "requests"}, 49.0) in first["llm_ratelimit_remaining"]
     assert first["llm_cost_usd"] == [("llm_cost_usd_total", {}, 1.25)]
-    assert first["llm_generator_loop_lag_seconds"][0][2] == 0.004
+    assert first["llm_generator_loop_lag_seconds"] == [("llm_generator_loop_lag_seconds", {"process": "local"}, 0.004)]
     assert first["llm_generator_bound"][0][2] == 0.0
     assert "llm_generator_cpu_ratio" not in first  # its source failed; the scrape did not
 

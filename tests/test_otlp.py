@@ -177,3 +177,15 @@ def test_the_endpoint_url_is_checked_and_completed() -> None:
             otlp_metrics_url(bad)
     with pytest.raises(ConfigError, match="must be positive"):
         OtlpPush(LiveMetrics(), "http://127.0.0.1:1", interval_s=0)
+
+
+def test_shutdown_without_a_last_push_sends_nothing_more(receiver: Receiver) -> None:
+    metrics = LiveMetrics()
+    metrics.observe(synthetic_records(1)[0])
+    push = OtlpPush(metrics, receiver.url, interval_s=3600)
+    assert push.flush()
+    push.shutdown(last_push=False)  # what the runtime does when the push after a run failed
+    assert len(receiver.requests) == 1
+    other = OtlpPush(metrics, receiver.url, interval_s=3600)
+    other.shutdown()  # the default: one last push
+    assert len(receiver.requests) == 2

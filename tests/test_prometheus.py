@@ -18,6 +18,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,13 @@ class Prometheus:
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
 
+    def query_range(self, promql: str, start: float, end: float, step: str = "1s") -> list[dict[str, Any]]:
+        """A range query's series, as a dashboard panel asks (raises on a PromQL error)."""
+        answer = self.get("/api/v1/query_range", query=promql, start=f"{start:.3f}", end=f"{end:.3f}", step=step)
+        assert answer["status"] == "success", (promql, answer)
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
     def scalar(self, promql: str) -> float | None:
         result = self.query(promql)
         return float(result[0]["value"][1]) if result else None
@@ -102,7 +110,7 @@ def target() -> Iterator[Target]:
         stage=lambda: "step-2",
         ratelimit_remaining=lambda: {"requests": 3900, "input_tokens": 380000, "output_tokens": 79000},
         cost_usd=lambda: 0.42,
-        loop_lag_s=lambda: 0.0015,
+        loop_lag_s=lambda: {"local": 0.0015},
         cpu_ratio=lambda: {"local": 0.35},
         generator_bound=lambda: False,
     )
@@ -114,12 +122,17 @@ def target() -> Iterator[Target]:
 
 @pytest.fixture(scope="module")
 def prometheus(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    work = tmp_path_factory.mktemp("prometheus")
+    with prometheus_server(tmp_path_factory.mktemp("prometheus"), f"127.0.0.1:{target.server.port}") as server:
+        yield server
+
+
+@contextmanager
+def prometheus_server(work: Path, target: str, metrics_path: str = "/metrics") -> Iterator[Prometheus]:
+    """A real Prometheus on a free loopback port, scraping ``target`` every second, stopped on exit."""
+    job = {"job_name": "llm-loadtest", "metrics_path": metrics_path, "static_configs": [{"targets": [target]}]}
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": "llm-loadtest", "static_configs": [{"targets": [f"127.0.0.1:{target.server.port}"]}]}
-        ],
+        "scrape_configs": [job],
     }
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
@@ -145,14 +158,14 @@ def prometheus(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iter
         log.close()
 
 
-def dashboard_queries() -> list[str]:
+def dashboard_queries(**variables: str) -> list[str]:
     """Every PromQL expression of the dashboard: panel targets and annotations, variables filled in."""
     doc = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for panel in doc["panels"] for t in panel.get("targets", [])]
     exprs += [a["expr"] for a in doc["annotations"]["list"] if "expr" in a]
     filled = []
     for expr in exprs:
-        for name, value in VARIABLES.items():
+        for name, value in {**VARIABLES, **{f"${k}": v for k, v in variables.items()}}.items():
             expr = expr.replace(name, value)
         assert "$" not in expr, f"an unknown variable in {expr}"
         filled.append(expr)

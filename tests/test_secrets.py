@@ -20,6 +20,7 @@ from locust import constant
 
 from harness import AnthropicUser, HarnessOptions
 from harness.core.errors import CallError, ConfigError
+from harness.core.redact import add_secret, redact
 from harness.runtime.safety import RedactingFilter
 
 from .conftest import ROOT, _start
@@ -118,6 +119,41 @@ def test_log_records_are_redacted_with_their_tracebacks(monkeypatch: pytest.Monk
     text = stream.getvalue()
     assert "key is ***" in text and "RuntimeError: server said ***" in text
     assert_no_marker(text)
+
+
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYMARKERKEY"
+AWS_TOKEN = "IQoJb3JpZ2luX2VjEMARKER//////////wEaCXVzLWVhc3QtMSJH"
+BEDROCK_TOKEN = "ABSKQmVkcm9ja0FQSUtleMARKER0123456789"
+GOOGLE_TOKEN = "ya29.a0AfB_byMARKER-never-registered_0123456789"
+
+
+def test_aws_and_google_secrets_are_redacted_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", AWS_TOKEN)
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", BEDROCK_TOKEN)
+    resolved = "a-secret-a-transport-resolved-from-a-profile-file"  # in no environment variable
+    add_secret(resolved)
+    every = (AWS_SECRET, AWS_TOKEN, BEDROCK_TOKEN, GOOGLE_TOKEN, resolved)
+    text = " | ".join(every)
+    assert redact(text) == " | ".join(["***"] * len(every))
+    for error in (ConfigError(f"bad {text}"), CallError("http_403", f"denied for {text}")):
+        assert not any(secret in str(error) or secret in repr(error) for secret in every)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("test_secrets.platforms")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("signed with %s", text)
+        try:
+            raise RuntimeError(f"refresh failed: Bearer {GOOGLE_TOKEN}")
+        except RuntimeError:
+            logger.exception("token refresh")
+    finally:
+        logger.removeHandler(handler)
+    assert "RuntimeError: refresh failed: Bearer ***" in stream.getvalue()
+    assert not any(secret in stream.getvalue() for secret in every)
 
 
 # -- TLS: verified unless --insecure ---------------------------------------------------------

@@ -203,7 +203,7 @@ def test_two_finished_runs_compared_with_the_same_intervals() -> None:
     calls = _calls(2)
     sonnet = [r for r in calls["CompareSonnet"] if not r.warmup]
     haiku = [r for r in calls["CompareHaiku"] if not r.warmup]
-    doc = compare_runs(sonnet, haiku, ("run-sonnet", "run-haiku"), seed=1)
+    doc = compare_runs({"run-sonnet": sonnet, "run-haiku": haiku}, seed=1)
     assert doc["bootstrap"] == "calls" and not doc["skipped"]
     assert {(c["metric"], c["stat"]) for c in doc["comparisons"]} == {
         (m, s) for m in ("ttft_s", "completion_s", "output_tps") for s in ("p50", "p95")
@@ -212,6 +212,11 @@ def test_two_finished_runs_compared_with_the_same_intervals() -> None:
     assert ttft["a"]["value"] == _run(sonnet)["ttft_s"]["p95"] and ttft["b"]["value"] == _run(haiku)["ttft_s"]["p95"]
     assert ttft["verdict"] == "lower" and ttft["predicted"] is None
     assert "run-haiku vs run-sonnet" in render_study_table(doc)
-    same = compare_runs(sonnet, sonnet, ("run", "run"))
-    assert {c["a"]["arm"] for c in same["comparisons"]} == {"run (a)"}
+    same = compare_runs({"run": sonnet, "again": sonnet})
+    assert {c["a"]["arm"] for c in same["comparisons"]} == {"run"}
     assert {c["verdict"] for c in same["comparisons"]} == {"no difference detected"}
+    three = compare_runs({"run-sonnet": sonnet, "run-haiku": haiku, "again": sonnet})
+    assert {(c["a"]["arm"], c["b"]["arm"]) for c in three["comparisons"]} == {
+        ("run-sonnet", "run-haiku"),
+        ("run-sonnet", "again"),
+    }

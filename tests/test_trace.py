@@ -309,12 +309,16 @@ def test_request_fields_history_and_recorded_bodies() -> None:
     body = prompts.request(line, history)
     assert body["max_tokens"] == 42 and body["model"] == "claude-haiku-4-5"
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
-    assert body["messages"][1]["content"] == [
-        {"type": "text", "text": "y" * 200, "cache_control": {"type": "ephemeral"}}
+    # The history's last user turn is where the previous turn wrote the cache: read it there.
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "x" * 400, "cache_control": {"type": "ephemeral"}}
     ]
-    assert history[1]["content"] == "y" * 200  # the caller's history is not changed
-    # The new turn fills what the blocks (1,024 tokens) and the history (150 tokens) leave.
-    assert len(body["messages"][2]["content"]) == (1500 - 1024 - 150) * 4
+    assert body["messages"][1]["content"] == [{"type": "text", "text": "y" * 200}]
+    assert history[0]["content"] == "x" * 400  # the caller's history is not changed
+    # The new turn fills what the blocks (1,024 tokens) and the history (150 tokens) leave; no
+    # later turn follows it, so it is not marked.
+    (new_turn,) = body["messages"][2]["content"]
+    assert len(new_turn["text"]) == (1500 - 1024 - 150) * 4 and "cache_control" not in new_turn
     recorded = TraceLine(7, 0.0, 7, 30, request={"messages": [{"role": "user", "content": "Hi"}], "temperature": 0})
     assert prompts.request(recorded) == {
         "max_tokens": 30,
@@ -364,8 +368,7 @@ def test_calibrated_prompts_count_within_10_percent_on_the_simulator(
         body = prompts.request(line, past)
         assert abs(count(client, body) - line.input_tokens) <= 0.10 * line.input_tokens, line
         if line.session_id:  # the next turn sends this one and a (stand-in) answer as its history
-            answer = {"role": "assistant", "content": "z" * (4 * line.output_tokens)}
-            history[line.session_id] = [*body["messages"], answer]
+            history[line.session_id] = prompts.next_history(line, body)
     # A calibration that is off shows: twice the tokens per character halves the count.
     off = TracePrompts(trace.lines, Calibration(0.5)).request(trace.lines[0])
     assert count(client, off) < 0.6 * trace.lines[0].input_tokens
@@ -379,3 +382,24 @@ def test_lines_sharing_blocks_read_them_from_the_simulators_cache(client: anthro
     assert usages[0].cache_creation_input_tokens == 2 * BLOCK_TOKENS
     assert usages[1].cache_read_input_tokens == 2 * BLOCK_TOKENS
     assert usages[1].output_tokens <= second.output_tokens
+
+
+def test_a_conversations_later_turn_reads_the_earlier_turns_from_the_cache(client: anthropic.Anthropic) -> None:
+    turns = [
+        TraceLine(1, 0.0, 1500, 20, session_id="s", turn=1),
+        TraceLine(2, 1.0, 3200, 20, session_id="s", turn=2),
+        TraceLine(3, 2.0, 5000, 20, session_id="s", turn=3),
+    ]
+    prompts = TracePrompts(turns)
+    history: list[dict[str, Any]] = []
+    usages = []
+    for line in turns:
+        body = prompts.request(line, history)
+        marks = sum("cache_control" in b for m in body["messages"] for b in m["content"])
+        assert marks == (line.turn != 1) + (line.turn != 3)  # read where the last turn wrote; write if one follows
+        usages.append(client.messages.create(model=MODEL, **body).usage)  # type: ignore[call-overload]
+        history = prompts.next_history(line, body)
+    assert usages[0].cache_creation_input_tokens == pytest.approx(1500, abs=2)
+    # Turn 2 reads turn 1's whole prompt and writes its own; turn 3 reads turn 2's.
+    assert usages[1].cache_read_input_tokens == usages[0].cache_creation_input_tokens
+    assert usages[2].cache_read_input_tokens == pytest.approx(3200, abs=8)

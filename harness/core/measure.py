@@ -47,12 +47,22 @@ __all__ = [
 ]
 
 
-def error_detail(body: object) -> tuple[str, str]:
-    """(error.type, error.message) from an API error body (parsed JSON or text), as far as it has them."""
+def error_detail(body: object, headers: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(error type, message) of an error response, as far as its body (parsed JSON or text) and headers say.
+
+    The type is the Messages API's ``error.type``; on Amazon Bedrock, whose body is only
+    ``{"message": ...}``, the exception named by ``x-amzn-ErrorType`` (``ThrottlingException``);
+    on Google Vertex AI's own errors, ``error.status`` (``RESOURCE_EXHAUSTED``).
+    """
+    aws_type = headers.get("x-amzn-errortype") if headers is not None else None
     if isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict):
-            return str(error.get("type") or "unknown_error"), str(error.get("message") or "")
+            kind = error.get("type") or aws_type or error.get("status")
+            message = error.get("message") or error.get("Message") or ""
+            return str(kind or "unknown_error").partition(":")[0], str(message)
+    if aws_type:
+        return aws_type.partition(":")[0], str(body)[:200] if body else ""
     return "unknown_error", str(body)[:200] if body else ""
 
 
@@ -119,6 +129,15 @@ class CallRecord:
     retry_of: str | None = None
     # The response's anthropic-ratelimit-* headers, prefix stripped (e.g. "requests-remaining").
     ratelimit: dict[str, int] | None = None
+    # In a lever study (python -m harness.study): the arm (scenario class) and the schedule's
+    # round and block the call started in; None outside a study.
+    arm: str | None = None
+    round: int | None = None
+    block: int | None = None
+    # --trace-replay: the trace's line number and the lengths it recorded for the call; None otherwise.
+    trace_line: int | None = None
+    trace_input_tokens: int | None = None
+    trace_output_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if type(self.outcome) is not Outcome:  # a record built from text (a file, a worker's batch, a test)
@@ -179,6 +198,10 @@ class CallMeasurement:
         t_scheduled: float | None = None,
         attempt: int = 1,
         retry_of: str | None = None,
+        arm: str | None = None,
+        round: int | None = None,
+        block: int | None = None,
+        trace: tuple[int, int, int] | None = None,  # (line, input tokens, output tokens) of a replayed call
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
@@ -197,7 +220,13 @@ class CallMeasurement:
             t_start=now,
             attempt=attempt,
             retry_of=retry_of,
+            arm=arm,
+            round=round,
+            block=block,
         )
+        if trace is not None:
+            rec = self._record
+            rec.trace_line, rec.trace_input_tokens, rec.trace_output_tokens = trace
         self._t_begin = now
         self._open_loop = t_scheduled is not None
         self._t_scheduled = t_scheduled
@@ -226,7 +255,10 @@ class CallMeasurement:
     def response(self, status: int, headers: Mapping[str, str]) -> None:
         """Response headers arrived."""
         self._record.http_status = status
-        self._record.request_id = headers.get("request-id") or headers.get("x-request-id")
+        # Bedrock names it x-amzn-requestid; Vertex sends none (the message id stands in: event()).
+        self._record.request_id = (
+            headers.get("request-id") or headers.get("x-request-id") or headers.get("x-amzn-requestid")
+        )
         retry_after = headers.get("retry-after")
         if retry_after is not None:
             try:
@@ -252,6 +284,8 @@ class CallMeasurement:
             self._started = True
             self._record.t_message_start = now
             self._usage = event.usage
+            if self._record.request_id is None:
+                self._record.request_id = event.message_id
             return
         if isinstance(event, Ping):
             return
@@ -290,8 +324,10 @@ class CallMeasurement:
                 rec.t_first_text = t
             self._delta_times.append(t)
 
-    def message(self, usage: Usage, stop_reason: str | None) -> None:
+    def message(self, usage: Usage, stop_reason: str | None, message_id: str | None = None) -> None:
         """A complete non-streaming message arrived."""
+        if self._record.request_id is None:
+            self._record.request_id = message_id
         self._usage = usage
         self._record.stop_reason = stop_reason
         self._stopped = True

@@ -30,7 +30,7 @@ from enum import Enum
 from typing import Any
 
 from harness.core.errors import ConfigError
-from harness.core.slo import SLO, evaluate
+from harness.core.slo import RATES, SLO, evaluate
 
 __all__ = [
     "CLEAR_BREACH_FACTOR",
@@ -67,6 +67,7 @@ class StopReason(str, Enum):
     MAX_PROBES = "max_probes"
     MAX_LOAD = "max_load"  # max_load itself passed: nothing above it is probed
     NOTHING_PASSES = "nothing_passes"  # users: 1 user breached; rates: min_load breached
+    INTERRUPTED = "interrupted"  # the run stopped (-t, Ctrl-C) before the search did
 
 
 @dataclass(frozen=True)
@@ -158,13 +159,16 @@ class SearchResult:
         if lo is None:
             text = f"no sustainable load: {broke}, the lightest load probed"
         elif hi is None:
-            why = "the max load" if self.stop is StopReason.MAX_LOAD else f"{len(self.probes)} probes"
+            why = {StopReason.MAX_LOAD: "the max load", StopReason.INTERRUPTED: "the run's time"}.get(
+                self.stop, f"{len(self.probes)} probes"
+            )
             text = f"max sustainable: at least {_load_text(kind, lo)} (no probe breached within {why})"
         else:
             text = f"max sustainable: {_load_text(kind, lo)}; {broke}"
             if self.stop is not StopReason.CONVERGED:
                 width = self.bracket.relative_width or 0.0
-                text += f" (bracket {width:.0%} wide, not {self.config.precision:.0%}: max probes reached)"
+                why = "the run stopped first" if self.stop is StopReason.INTERRUPTED else "max probes reached"
+                text += f" (bracket {width:.0%} wide, not {self.config.precision:.0%}: {why})"
         short = [p for p in self.probes if not p.meaningful]
         if short:
             loads = ", ".join(f"{_load_text(kind, p.load)} ({p.ok_calls} of {p.needed_calls})" for p in short)
@@ -236,7 +240,8 @@ class CapacitySearch:
         return probe
 
     def result(self) -> SearchResult:
-        stop = self.stop or StopReason.MAX_PROBES
+        """The search so far; a search asked for before it is done was interrupted."""
+        stop = self.stop or StopReason.INTERRUPTED
         return SearchResult(self.config, tuple(self.probes), self.bracket, stop)
 
     def _advance(self) -> float | None:
@@ -313,14 +318,19 @@ def judge(load: float, row: Mapping[str, Any], slos: Sequence[SLO], *, early: bo
 
 
 def clear_breach(row: Mapping[str, Any], slos: Sequence[SLO]) -> tuple[str, ...]:
-    """The SLOs a running probe has already broken beyond doubt: enough calls, 1.5x past the limit."""
+    """The SLOs a running probe has already broken beyond doubt: enough calls, 1.5x past the limit.
+
+    Latency and error-rate SLOs only: a rate (``rps``, ``output_tps``, ``goodput``) is per second
+    of the probe's whole window, so it is judged when the probe ends.
+    """
     overall = row.get("overall", row)
     if int(overall.get("ok", 0)) < calls_needed(slos):
         return ()
     clear = []
     for result in evaluate(_applicable(slos, row), row):
         slo, value = result.slo, result.measured
-        if result.passed or value is None:
+        # A running probe's rates are not known until its window closes: judge them at its end only.
+        if result.passed or value is None or slo.metric in RATES:
             continue
         upper = slo.op in ("<", "<=")
         if (upper and value > slo.threshold * CLEAR_BREACH_FACTOR) or (

@@ -293,6 +293,12 @@ class StageAnalysis:
             target["goodput_per_s"] = n_good / window if window > 0 else 0.0
             target["output_tokens_per_s"] = n_tokens / window if window > 0 else 0.0
 
+    def running_row(self, label: str) -> dict[str, Any]:
+        """Stage ``label``'s figures so far: its measured calls that have ended; no rates (its window is open)."""
+        data = self._data.get(label) or _StageData(SampleStore())
+        block = (data.store or SampleStore()).summary(duration_s=0.0)
+        return {"label": label, "overall": block["overall"], "scenarios": block["scenarios"]}
+
     def rows(self, whole_run: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """One summary block per stage (``summary.json``'s ``stages`` values), in run order.
 

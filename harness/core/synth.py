@@ -10,8 +10,13 @@ A trace records lengths, not text, so each line's prompt is synthesised (the fil
 * ``cache_control`` marks the ends of the prefixes this line shares with other lines of the trace
   (found with a trie over all lines' ids), at most four per request as the API allows: the three
   shortest (shared by the most lines) and the longest; prefixes under ``min_cache_tokens`` are not
-  marked, as the API would not cache them. A later turn of a conversation also marks the end of
-  its history, which it sends before its new user turn;
+  marked, as the API would not cache them;
+* a conversation's turns (``session_id``) send the earlier turns as their history
+  (:meth:`TracePrompts.next_history`: each turn as sent, then a stand-in answer of the recorded
+  output length), all in content-block form so a prefix reads the same in every later turn. A turn
+  that another turn follows marks the end of its own user turn (where the cache is written), and a
+  turn with history marks the end of the last user turn in it (where the previous turn wrote), so
+  each turn reads its history from the cache as the API's multi-turn caching advice does;
 * the new user turn is fresh filler, seeded by the line (and loop), holding what the blocks and the
   history leave of ``input_tokens`` (at least :data:`USER_TOKENS`);
 * ``max_tokens`` is the recorded output length (at least 1), and ``model`` the line's, if any.
@@ -40,6 +45,7 @@ __all__ = ["BLOCK_TOKENS", "MAX_BREAKPOINTS", "USER_TOKENS", "Calibration", "Tra
 BLOCK_TOKENS = 512
 MAX_BREAKPOINTS = 4  # the Messages API refuses more cache_control blocks in one request
 USER_TOKENS = 8  # the API refuses an empty user turn: keep a few tokens of the budget for it
+BLOCK_CACHE = 4096  # block texts kept (~2 KB each), so a replay rebuilds a shared prefix once
 CALIBRATION_CHARS = (2_000, 20_000)  # two sizes: a slope (tokens per char) and an intercept (framing)
 
 Request = dict[str, Any]
@@ -135,12 +141,23 @@ class TracePrompts:
         self.min_cache_tokens = min_cache_tokens
         self.seed = seed
         self._trie = _Trie()
+        self._blocks: dict[tuple[int, int], str] = {}  # (hash id, tokens) -> text: a block of filler costs ~0.2 ms
+        self._last_turn: dict[str, int] = {}  # session id -> its last turn in the trace
         for line in lines:
             self._trie.add(line.hash_ids)
+            if line.session_id is not None and line.turn is not None:
+                self._last_turn[line.session_id] = max(line.turn, self._last_turn.get(line.session_id, 0))
 
     def block_text(self, hash_id: int, tokens: int) -> str:
         """The text of block ``hash_id`` cut to ``tokens`` tokens: the same id gives the same text."""
-        return text_of_chars(self.calibration.chars_for(tokens), random.Random(f"{self.seed}:block:{hash_id}"))
+        key = (hash_id, tokens)
+        text = self._blocks.get(key)
+        if text is None:
+            if len(self._blocks) >= BLOCK_CACHE:  # shared blocks recur; a trace's own ones mostly do not
+                self._blocks.clear()
+            rng = random.Random(f"{self.seed}:block:{hash_id}")
+            text = self._blocks[key] = text_of_chars(self.calibration.chars_for(tokens), rng)
+        return text
 
     def block_sizes(self, line: TraceLine, budget: int) -> list[int]:
         """Tokens of each of the line's hash blocks within ``budget`` (the user turn keeps its share)."""
@@ -168,8 +185,14 @@ class TracePrompts:
             ends = [*ends[: limit - 1], ends[-1]]
         return ends
 
+    def continues(self, line: TraceLine) -> bool:
+        """Whether a later turn of the trace continues this line's conversation."""
+        if line.session_id is None or line.turn is None:
+            return False
+        return line.turn < self._last_turn.get(line.session_id, 0)
+
     def request(self, line: TraceLine, history: Sequence[Mapping[str, Any]] = ()) -> Request:
-        """The body for ``line``; ``history`` is its conversation so far (earlier turns and answers)."""
+        """The body for ``line``; ``history`` is its conversation so far (:meth:`next_history`)."""
         max_tokens = max(1, line.output_tokens)
         if line.request is not None:
             body = {"max_tokens": max_tokens, **line.request}
@@ -177,27 +200,47 @@ class TracePrompts:
                 body.setdefault("model", line.model)
             return body
         cal = self.calibration
-        messages = [dict(m) for m in history]
+        messages = [_as_blocks(m, strip=True) for m in history]
         budget = line.input_tokens - round(cal.overhead_tokens) - cal.tokens_of(_text_chars(messages))
         sizes = self.block_sizes(line, budget)
-        marks = set(self.breakpoints(line, sizes, MAX_BREAKPOINTS - (1 if messages else 0)))
+        read_at = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), None)
+        write = self.continues(line)
+        reserved = (read_at is not None) + write
+        marks = set(self.breakpoints(line, sizes, MAX_BREAKPOINTS - reserved))
         system = []
         for i, (hash_id, size) in enumerate(zip(line.hash_ids, sizes, strict=False)):
             block: dict[str, Any] = {"type": "text", "text": self.block_text(hash_id, size)}
             if i in marks:
                 block["cache_control"] = {"type": "ephemeral"}
             system.append(block)
-        if messages:
-            messages[-1] = _with_breakpoint(messages[-1])
+        if read_at is not None:
+            messages[read_at] = _with_breakpoint(messages[read_at])
         user_tokens = max(USER_TOKENS, budget - sum(sizes))
         rng = random.Random(f"{self.seed}:user:{line.line}:{line.loop}:{line.turn}")
-        messages.append({"role": "user", "content": text_of_chars(cal.chars_for(user_tokens), rng)})
+        text = text_of_chars(cal.chars_for(user_tokens), rng)
+        if line.session_id is None:
+            messages.append({"role": "user", "content": text})
+        else:  # block form: the next turn sends it again, and must hash it the same
+            turn: dict[str, Any] = {"role": "user", "content": [{"type": "text", "text": text}]}
+            messages.append(_with_breakpoint(turn) if write else turn)
         out: Request = {"messages": messages, "max_tokens": max_tokens}
         if system:
             out["system"] = system
         if line.model is not None:
             out["model"] = line.model
         return out
+
+    def next_history(self, line: TraceLine, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The history the next turn of ``line``'s conversation sends: ``body``'s turns and a stand-in answer.
+
+        The answer is filler of the recorded output length, not the target's text: so every
+        process can rebuild any turn from the trace alone, and the next turn's length does not
+        depend on how the target answered.
+        """
+        rng = random.Random(f"{self.seed}:answer:{line.line}:{line.loop}:{line.turn}")
+        answer = text_of_chars(self.calibration.chars_for(max(1, line.output_tokens)), rng)
+        turns = [_as_blocks(m, strip=True) for m in body.get("messages", ())]
+        return [*turns, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
 
 
 def _text_chars(messages: Sequence[Mapping[str, Any]]) -> int:
@@ -213,12 +256,21 @@ def _text_chars(messages: Sequence[Mapping[str, Any]]) -> int:
     return total
 
 
-def _with_breakpoint(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``message`` whose last content block carries ``cache_control``."""
+def _as_blocks(message: Mapping[str, Any], strip: bool = False) -> dict[str, Any]:
+    """A copy of ``message`` with its content as text blocks (``strip``: without cache_control)."""
     content = message.get("content", "")
     blocks: list[dict[str, Any]] = (
         [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content]
     )
-    if blocks:
-        blocks[-1]["cache_control"] = {"type": "ephemeral"}
+    if strip:
+        for block in blocks:
+            block.pop("cache_control", None)
     return {**message, "content": blocks}
+
+
+def _with_breakpoint(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``message`` whose last content block carries ``cache_control``."""
+    marked = _as_blocks(message)
+    if marked["content"]:
+        marked["content"][-1]["cache_control"] = {"type": "ephemeral"}
+    return marked

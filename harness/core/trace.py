@@ -52,6 +52,7 @@ from typing import Any
 
 from harness.core.errors import ConfigError
 from harness.core.prompts import check_request_body
+from harness.core.units import parse_duration
 
 __all__ = [
     "ReplayOptions",
@@ -160,29 +161,13 @@ class ReplayOptions:
         return shaped.looped() if self.loop else iter(shaped.lines)
 
 
-_DURATION = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m(?!s))?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
-
-
-def _seconds(text: str, what: str) -> float:
-    raw = text.strip()
-    try:
-        return float(raw[:-2]) / 1000.0 if raw.endswith("ms") else float(raw)
-    except ValueError:
-        pass
-    match = _DURATION.match(raw)
-    if not raw or match is None or not any(match.groupdict().values()):
-        raise ConfigError(f"{what} {raw!r} is not a duration; write e.g. 30s, 500ms, 5m or 1m30s")
-    parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    return parts.get("h", 0.0) * 3600 + parts.get("m", 0.0) * 60 + parts.get("s", 0.0)
-
-
 def parse_window(text: str) -> tuple[float, float | None]:
     """``START:END`` in trace time (``30s:5m``, ``:90s``, ``1m:``) as seconds; END None = to the end."""
     start_text, sep, end_text = text.partition(":")
     if not sep:
         raise ConfigError(f"--replay-window {text!r} needs START:END, e.g. 30s:5m (either side may be empty)")
-    start = _seconds(start_text, "--replay-window start") if start_text.strip() else 0.0
-    end = _seconds(end_text, "--replay-window end") if end_text.strip() else None
+    start = parse_duration(start_text, "--replay-window start") if start_text.strip() else 0.0
+    end = parse_duration(end_text, "--replay-window end") if end_text.strip() else None
     if start < 0 or (end is not None and end <= start):
         raise ConfigError(f"--replay-window {text!r} must end after it starts, e.g. 30s:5m")
     return start, end

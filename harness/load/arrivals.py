@@ -150,7 +150,8 @@ class OpenLoopDriver:
         self.rng = random.Random(options.arrival_seed)
         self.rate = 0.0
         self.in_flight = 0
-        self.backlog: deque[tuple[float, type]] = deque()
+        # (scheduled time, what to call): a scenario class here, a trace line for a replay.
+        self.backlog: deque[tuple[float, Any]] = deque()
         self.calls = Group()
         self._loop: gevent.Greenlet | None = None
         self._running = False
@@ -203,14 +204,15 @@ class OpenLoopDriver:
             self._dispatch(due)
             due += gaps.next()
 
-    def _dispatch(self, t_scheduled: float) -> None:
+    def _dispatch(self, t_scheduled: float, item: Any = None) -> None:
+        """One arrival due at ``t_scheduled``: of ``item`` (see :meth:`_issue`), else of a picked scenario."""
         harness = self.harness
-        scenario = self._pick_scenario()
+        item = self._pick_scenario() if item is None else item
         dropped = False
         if self.in_flight < self.options.max_in_flight:
-            self._start(t_scheduled, scenario)
+            self._start(t_scheduled, item)
         elif len(self.backlog) < self.options.max_backlog:
-            self.backlog.append((t_scheduled, scenario))
+            self.backlog.append((t_scheduled, item))
         else:
             dropped = True
         if self._note is not None:
@@ -227,16 +229,20 @@ class OpenLoopDriver:
         weights = [max(getattr(c, "weight", 1), 0) or 1 for c in classes]
         return self.rng.choices(classes, weights)[0]
 
-    def _start(self, t_scheduled: float, scenario: type) -> None:
+    def _start(self, t_scheduled: float, item: Any) -> None:
         self.in_flight += 1
-        self.calls.spawn(self._call, t_scheduled, scenario)
+        self.calls.spawn(self._call, t_scheduled, item)
 
-    def _call(self, t_scheduled: float, scenario: Any) -> None:
+    def _call(self, t_scheduled: float, item: Any) -> None:
         try:
-            user = scenario(self.environment)
-            host = user.host or self.environment.host or ""
-            self.harness.call(user.build_request(), host=host, scenario=user.name(), t_scheduled=t_scheduled)
+            self._issue(t_scheduled, item)
         finally:
             self.in_flight -= 1
             if self.backlog and self._running:
                 self._start(*self.backlog.popleft())
+
+    def _issue(self, t_scheduled: float, scenario: Any) -> None:
+        """Make the measured call of one arrival: here one call of the scenario class ``scenario``."""
+        user = scenario(self.environment)
+        host = user.host or self.environment.host or ""
+        self.harness.call(user.build_request(), host=host, scenario=user.name(), t_scheduled=t_scheduled)

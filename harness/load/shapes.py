@@ -3,7 +3,10 @@
 ``steps`` runs each load of ``--stages`` (closed-loop users) for ``--stage-duration``;
 ``sweep`` starts at the first load and doubles it after every stage until a stage breaks
 the run's criteria (the ``--slo`` objectives in ``harness.slos``, or ``--sweep-ttft-p95``
-and ``--sweep-max-error-rate``, or the defaults of :func:`harness.core.stages.criteria_for`).
+and ``--sweep-max-error-rate``, or the defaults of :func:`harness.core.stages.criteria_for`);
+``search`` starts at the first load too, and each stage is a probe of the capacity search
+(:mod:`harness.load.search_probes`): it doubles until a probe breaks the SLOs, then bisects to
+``--search-precision`` within ``--search-max-probes``.
 With ``--arrival`` (:mod:`harness.load.arrivals`) the loads are open-loop request rates from
 ``--rate`` instead of users; across Locust workers each worker arrives at its share
 (:mod:`harness.load.worker_arrivals`).
@@ -16,6 +19,7 @@ reported. What a stage change means is :class:`~harness.load.stage_control.Stage
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -25,11 +29,13 @@ from locust.shape import LoadTestShape
 
 from harness.core.errors import ConfigError
 from harness.core.options import option
+from harness.core.search import LoadKind, SearchConfig
 from harness.core.slo import SLO, evaluate, parse_slo
 from harness.core.stages import Stage, criteria_for
 from harness.core.units import parse_duration, parse_fraction, parse_loads
 from harness.load import stages
 from harness.load.arrivals import ArrivalOptions, OpenLoopDriver
+from harness.load.search_probes import SearchProbes, slos_of
 from harness.load.stage_control import STAGE_MESSAGE, StageController
 from harness.load.worker_arrivals import ARRIVALS_MESSAGE, WorkerArrivals, on_arrivals_message, on_stage_message
 from harness.runtime.features import Feature
@@ -37,7 +43,7 @@ from harness.runtime.state import Harness, harness_of
 
 __all__ = ["FEATURE", "LOAD_SHAPES", "ShapeOptions", "StagedShape", "configure", "install"]
 
-LOAD_SHAPES = ("none", "steps", "sweep")
+LOAD_SHAPES = ("none", "steps", "sweep", "search")
 DEFAULT_STAGES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 SPAWN_RATE = 100.0  # users/s when a stage changes: fast, and Locust's own advice keeps it at 100 or below
 TICK_SLACK_S = 0.5  # Locust ticks a shape about once a second: end a stage on the nearest tick
@@ -53,14 +59,15 @@ class ShapeOptions:
         choices=LOAD_SHAPES,
         convert=lambda value: value or "none",
         help="'steps': run each load of --stages for --stage-duration; 'sweep': double the load after each "
-        "stage until a stage breaks the SLOs (or --sweep-* limits). Default: none (Locust's -u/-r/-t).",
+        "stage until a stage breaks the SLOs (or --sweep-* limits); 'search': double, then bisect to the most "
+        "load that meets the SLOs (--search-precision). Default: none (Locust's -u/-r/-t).",
     )
     stages: tuple[float, ...] = option(
         "--stages",
         default="",
         metavar="LIST",
         convert=lambda text: parse_loads(text, "--stages") if str(text).strip() else (),
-        help="Users per stage, e.g. 1,2,4,8,16,32 (the default for steps); sweep starts at the first.",
+        help="Users per stage, e.g. 1,2,4,8,16,32 (the default for steps); sweep and search start at the first.",
     )
     stage_duration: float = option(
         "--stage-duration",
@@ -99,6 +106,22 @@ class ShapeOptions:
         help="Longest sweep, in stages (1 user doubled 9 times is 512). Default 10.",
     )
 
+    search_precision: float = option(
+        "--search-precision",
+        default="5%",
+        metavar="FRACTION",
+        convert=lambda text: parse_fraction(str(text).strip(), "--search-precision"),
+        help="Search: stop bisecting when (breaching - passing) / passing is at most this (0.05 or 5%%); "
+        "users stop at adjacent numbers. Default 5%%.",
+    )
+    search_max_probes: int = option(
+        "--search-max-probes",
+        default=12,
+        type=int,
+        metavar="N",
+        help="Search: most probes (stages) it runs; it then answers with the bracket it has. Default 12.",
+    )
+
     def __post_init__(self) -> None:
         if self.load_shape not in LOAD_SHAPES:
             raise ConfigError(f"--load-shape {self.load_shape!r} is unknown; choose one of: {', '.join(LOAD_SHAPES)}")
@@ -114,6 +137,10 @@ class ShapeOptions:
             raise ConfigError("--sweep-max-error-rate must be between 0 and 1 (or 0% and 100%)")
         if self.sweep_max_stages < 1:
             raise ConfigError("--sweep-max-stages must be 1 or more")
+        if not 0 < self.search_precision < 1:
+            raise ConfigError(f"--search-precision {self.search_precision:g} must be between 0 and 1, e.g. 5%")
+        if self.search_max_probes < 1:
+            raise ConfigError("--search-max-probes must be 1 or more")
 
     def sweep_limits(self) -> list[SLO]:
         """The --sweep-* flags as SLOs, so they read like --slo in the verdict."""
@@ -143,6 +170,7 @@ class StagedShape(LoadTestShape):
         sweep: bool = False,
         max_stages: int = 10,
         sweep_limits: tuple[SLO, ...] = (),
+        search: SearchProbes | None = None,
     ) -> None:
         super().__init__()
         self.controller = controller
@@ -152,6 +180,7 @@ class StagedShape(LoadTestShape):
         self.sweep = sweep
         self.max_stages = max_stages
         self.sweep_limits = sweep_limits
+        self.search = search
         self._stage: Stage | None = None
         self._count = 0
         self.stop_reason: str | None = None
@@ -166,6 +195,13 @@ class StagedShape(LoadTestShape):
         self._stage = None
         self._count = 0
         self.stop_reason = None
+        if self.search is not None:  # a new run (the web UI's) searches afresh
+            self.search.reset()
+
+    @property
+    def current_label(self) -> str | None:
+        """The running stage's label (None before the first and after the last)."""
+        return self._stage.label if self._stage is not None and self._stage.t_end is None else None
 
     def _on_test_start(self, **_: Any) -> None:
         # The first stage starts here, not at the first tick: Locust fires test_start after that
@@ -181,7 +217,9 @@ class StagedShape(LoadTestShape):
         now = time.monotonic()
         if self._stage is None:
             offered = self.loads[0]  # test_start (which this tick causes) opens the stage
-        elif now + TICK_SLACK_S >= self._stage.t_start + self.duration_s:
+        elif now + TICK_SLACK_S >= self._stage.t_start + self.duration_s or self._search_ends(now):
+            if self.search is not None and self.search.draining(now):
+                return (0, 1.0)
             load = self._next_load()
             if load is None:
                 self.controller.finish()
@@ -206,6 +244,9 @@ class StagedShape(LoadTestShape):
 
     def _next_load(self) -> float | None:
         assert self._stage is not None
+        if self.search is not None:
+            load = self.search.next_load(self._stage)
+            return load if load is not None else self._stop(self.search.answer)
         if not self.sweep:
             return self.loads[self._count] if self._count < len(self.loads) else None
         self.controller.analysis.end(time.monotonic())
@@ -219,11 +260,23 @@ class StagedShape(LoadTestShape):
             return self._stop(f"--sweep-max-stages ({self.max_stages}) reached")
         return self._stage.offered * 2
 
+    def _search_ends(self, now: float) -> bool:
+        """A search's probe ends before its time: its calls are finishing, or it clearly breached."""
+        if self.search is None or self._stage is None:
+            return False
+        return self.search.drain_since is not None or self.search.ends_early(self._stage, now)
+
 
 def configure(
-    environment: Environment, shape: ShapeOptions, arrival: ArrivalOptions | None = None
+    environment: Environment,
+    shape: ShapeOptions,
+    arrival: ArrivalOptions | None = None,
+    slos: Sequence[SLO] = (),
 ) -> StagedShape | None:
-    """Install the stage analysis and, if asked for, the shape (and the open-loop driver) on ``environment``."""
+    """Install the stage analysis and, if asked for, the shape (and the open-loop driver) on ``environment``.
+
+    ``slos`` are what a search probes against (a CLI run's come from ``--slo``).
+    """
     arrival = arrival or ArrivalOptions()
     harness_of(environment).install(stages.FEATURE, shape.sweep_limits())
     if shape.load_shape == "none" and not arrival.open_loop:
@@ -247,6 +300,16 @@ def configure(
     if controller.open_loop:
         assert isinstance(environment.runner, MasterRunner)
         environment.runner.register_message(ARRIVALS_MESSAGE, on_arrivals_message(controller.analysis))
+    search: SearchProbes | None = None
+    if shape.load_shape == "search":
+        slos = list(slos) or slos_of(environment)
+        if not slos and not shape.sweep_limits():
+            raise ConfigError("--load-shape search needs an SLO to search against, e.g. --slo 'ttft_p95<800ms'")
+        kind_of = LoadKind.RATE if kind == "rate" else LoadKind.USERS
+        config = SearchConfig(kind_of, loads[0], shape.search_precision, shape.search_max_probes)
+        search = SearchProbes(
+            controller, config, kind=kind, duration_s=shape.stage_duration, slos=slos, sweep_limits=shape.sweep_limits()
+        )
     staged = StagedShape(
         controller,
         kind=kind,
@@ -255,6 +318,7 @@ def configure(
         sweep=shape.load_shape == "sweep",
         max_stages=shape.sweep_max_stages,
         sweep_limits=tuple(shape.sweep_limits()),
+        search=search,
     )
     staged.runner = environment.runner
     environment.shape_class = staged

@@ -44,7 +44,7 @@ from harness.core.window import RecentWindow
 from harness.runtime.features import Feature
 from harness.runtime.state import Harness, harness_of
 
-__all__ = ["FEATURE", "WINDOW_S", "LiveStats", "install", "live_of"]
+__all__ = ["FEATURE", "WINDOW_S", "InFlight", "LiveStats", "install", "live_of"]
 
 WINDOW_S = 30.0
 """The recent window of the table's "last 30 s" figures."""
@@ -129,6 +129,35 @@ class _Stage:
         }
 
 
+class InFlight:
+    """Calls in flight per scenario: this process's and, on a master, every connected worker's.
+
+    Workers send theirs with each Locust stats report (:func:`install` adds that on a
+    worker), so a master's figure is at most one report interval old. Call it to read.
+    """
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self._workers: dict[str, dict[str, int]] = {}
+        environment.events.worker_report.add_listener(self._on_worker_report)
+
+    def _on_worker_report(self, *, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        counts = data.get(_REPORT_KEY)
+        if isinstance(counts, dict):
+            self._workers[client_id] = {str(k): int(v) for k, v in counts.items()}
+
+    def __call__(self) -> dict[str, int]:
+        counts = dict(harness_of(self.environment).in_flight_by_scenario)
+        runner = self.environment.runner
+        live_clients = set(runner.clients) if isinstance(runner, MasterRunner) else set()
+        for client_id, per_scenario in self._workers.items():
+            if client_id not in live_clients:
+                continue
+            for name, n in per_scenario.items():
+                counts[name] = counts.get(name, 0) + n
+        return counts
+
+
 class LiveStats:
     """The live figures of one Environment; :meth:`snapshot` is the ``/llm/stats`` document."""
 
@@ -152,14 +181,13 @@ class LiveStats:
         self._reducing: gevent.Greenlet | None = None
         self._reduce_cost = 0.0
         self._ticker: gevent.Greenlet | None = None
-        self._worker_in_flight: dict[str, dict[str, int]] = {}
         harness_of(environment)  # the run's state and its llm_* events exist from here on
         events = environment.events
         events.llm_request.add_listener(self._on_record)  # type: ignore[attr-defined]
         events.llm_summary.add_listener(self._on_summary)  # type: ignore[attr-defined]
         events.test_start.add_listener(self._on_test_start)
         events.test_stop.add_listener(self._on_test_stop)
-        events.worker_report.add_listener(self._on_worker_report)
+        self.in_flight = InFlight(environment)
 
     @property
     def harness(self) -> Harness:
@@ -229,11 +257,6 @@ class LiveStats:
             self._stopped = time.monotonic()
         self._cache = None
 
-    def _on_worker_report(self, *, client_id: str, data: dict[str, Any], **_: Any) -> None:
-        counts = data.get(_REPORT_KEY)
-        if isinstance(counts, dict):
-            self._worker_in_flight[client_id] = {str(k): int(v) for k, v in counts.items()}
-
     # -- the time series --------------------------------------------------------------
 
     def _tick_loop(self) -> None:
@@ -279,18 +302,6 @@ class LiveStats:
             self._stride *= 2
 
     # -- figures ----------------------------------------------------------------------
-
-    def in_flight(self) -> dict[str, int]:
-        """Calls in flight per scenario: this process's and, on a master, every worker's."""
-        counts = dict(self.harness.in_flight_by_scenario)
-        runner = self.environment.runner
-        live_clients = set(runner.clients) if isinstance(runner, MasterRunner) else set()
-        for client_id, per_scenario in self._worker_in_flight.items():
-            if client_id not in live_clients:
-                continue
-            for name, n in per_scenario.items():
-                counts[name] = counts.get(name, 0) + n
-        return counts
 
     def snapshot(self, *, max_age_s: float = 0.5) -> dict[str, Any]:
         """The ``/llm/stats`` document; recomputed at most every ``max_age_s`` (or 10x its last cost)."""

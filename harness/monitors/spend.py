@@ -1,6 +1,7 @@
 """Spend guard: what a run costs, before it starts, while it runs, and a hard cap.
 
-* Prices from :mod:`harness.core.prices` (overridable with ``--price-file FILE``).
+* Prices from :mod:`harness.core.prices` (overridable with ``--price-file FILE``), for the run's
+  ``--platform``: Bedrock and Vertex ids are priced at Anthropic's list prices (see there).
 * An estimate before the run starts, from each scenario's prompt and ``max_tokens``
   and the load (``-u`` users for ``-t``): :func:`estimate`. Rough on purpose: it prices
   every call at its ``max_tokens`` and assumes a call rate; it says so.
@@ -18,9 +19,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import gevent
 from locust.env import Environment
@@ -30,12 +33,14 @@ from harness.core.errors import ConfigError
 from harness.core.exitcodes import EXIT_COST_CAP
 from harness.core.measure import CallRecord
 from harness.core.options import option
-from harness.core.prices import DEFAULT_PRICES, PRICES_SOURCE, Price, load_price_file, price_for
+from harness.core.platforms import platform_model
+from harness.core.prices import DEFAULT_PRICES, PRICES_SOURCE, Price, list_prices, load_price_file, price_for
 from harness.runtime.features import Feature
 from harness.runtime.state import Harness
+from harness.runtime.target import platform_of
 from harness.transports.base import ANTHROPIC_API_URL
 
-__all__ = ["FEATURE", "CostTracker", "SpendOptions", "estimate", "install", "is_real_api"]
+__all__ = ["FEATURE", "CostTracker", "SpendOptions", "call_estimate", "estimate", "install", "is_real_api"]
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +81,18 @@ _ASSUMED_DECODE_TOKENS_PER_S = 80.0
 def _scenario_shape(user_class: Any, options: Any) -> tuple[str, int, int]:
     """(model, estimated input tokens, max_tokens) of one scenario class."""
     model = getattr(options, "model", "") or getattr(user_class, "model", "")
+    # Priced as it will be sent: on Bedrock or Vertex by the platform's id.
+    model = platform_model(str(model), getattr(options, "platform", None) or "anthropic") or model
     max_tokens = getattr(options, "max_tokens", 0) or getattr(user_class, "max_tokens", 0) or 0
     text = json.dumps([getattr(user_class, name, None) for name in ("system", "prompt", "conversation")], default=str)
     return str(model), len(text) // _CHARS_PER_TOKEN + 10, int(max_tokens)
+
+
+def call_estimate(user_class: Any, options: Any, prices: Mapping[str, Price]) -> float | None:
+    """One call's rough cost in USD for a scenario class (priced as :func:`estimate` does); None if unpriced."""
+    model, input_tokens, max_tokens = _scenario_shape(user_class, options)
+    price = price_for(model, prices)
+    return None if price is None else (input_tokens * price.input + max_tokens * price.output) / 1e6
 
 
 def estimate(environment: Environment, prices: Mapping[str, Price]) -> dict[str, Any]:
@@ -197,9 +211,9 @@ class CostTracker:
 
     def line(self) -> str:
         text = f"cost at list prices: ${self.total_usd:.4f} over {self.calls} calls"
-        if not str(self.environment.host or "").startswith(ANTHROPIC_API_URL):
+        if not is_real_api(self.environment.host):
             # Against the simulator or another endpoint this is what the calls would cost.
-            text += " (not the Anthropic API: nothing billed there)"
+            text += " (not the Anthropic API, Bedrock or Vertex: nothing billed there)"
         if self.max_cost is not None:
             text += f" (cap ${self.max_cost:.4f})"
         if self.unpriced_calls:
@@ -249,7 +263,12 @@ class CostTracker:
 
 
 def is_real_api(host: str | None) -> bool:
-    return bool(host) and str(host).rstrip("/").startswith(ANTHROPIC_API_URL)
+    """Whether ``host`` bills: the Anthropic API, or Bedrock's or Vertex's endpoints."""
+    if not host:
+        return False
+    text = str(host).rstrip("/")
+    domain = urlsplit(text).hostname or ""
+    return text.startswith(ANTHROPIC_API_URL) or domain.endswith((".amazonaws.com", ".googleapis.com"))
 
 
 def install(
@@ -288,7 +307,8 @@ def _from_options(harness: Harness) -> CostTracker:
     environment = harness.environment
     options = harness.options_of(SpendOptions)
     max_cost = options.max_cost
-    prices = dict(DEFAULT_PRICES)
+    platform = platform_of(harness.options, os.environ)
+    prices = list_prices(platform.name, platform.region)
     source = PRICES_SOURCE
     if options.price_file:
         prices.update(load_price_file(options.price_file))

@@ -41,10 +41,13 @@ def classname(slo: SLO) -> str:
 
 
 def junit_document(results: Sequence[SLOResult], summary: Mapping[str, Any]) -> str:
-    """The JUnit XML text for ``results`` of the run ``summary`` describes."""
-    failures = sum(not r.passed for r in results)
+    """The JUnit XML text for ``results`` of the run ``summary`` describes (and its capacity search)."""
+    search = summary.get("search")
+    found = bool(search and search.get("max_sustainable") is not None)
+    tests = len(results) + (1 if search else 0)
+    failures = sum(not r.passed for r in results) + (1 if search and not found else 0)
     duration = f"{float(summary.get('duration_s', 0.0)):.3f}"
-    counts = {"tests": str(len(results)), "failures": str(failures), "errors": "0"}
+    counts = {"tests": str(tests), "failures": str(failures), "errors": "0"}
     root = ET.Element("testsuites", {"name": "llm-loadtest", **counts, "time": duration})
     suite = ET.SubElement(
         root,
@@ -63,6 +66,8 @@ def junit_document(results: Sequence[SLOResult], summary: Mapping[str, Any]) -> 
         ET.SubElement(properties, "property", {"name": name, "value": value})
     for result in results:
         suite.append(_testcase(result, summary))
+    if search:
+        suite.append(_search_case(search))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
@@ -74,6 +79,23 @@ def _testcase(result: SLOResult, summary: Mapping[str, Any]) -> ET.Element:
         failure = ET.SubElement(case, "failure", {"type": "SLOBreach", "message": result.message})
         failure.text = _details(result, summary)
     return case
+
+
+def _search_case(search: Mapping[str, Any]) -> ET.Element:
+    """The capacity search as one testcase: it fails when no probed load met the SLOs."""
+    case = ET.Element("testcase", {"classname": "search", "name": "max sustainable load", "time": "0"})
+    if search.get("max_sustainable") is None:
+        failure = ET.SubElement(case, "failure", {"type": "NoSustainableLoad", "message": search["answer"]})
+        failure.text = search["answer"]
+    out = ET.SubElement(case, "system-out")
+    out.text = "\n".join([search["answer"], *(_probe_line(p) for p in search.get("probes", []))])
+    return case
+
+
+def _probe_line(probe: Mapping[str, Any]) -> str:
+    verdict = "pass" if probe["passed"] else "breach " + ", ".join(probe["breaches"])
+    early = ", ended early" if probe.get("early") else ""
+    return f"probe {probe['index'] + 1} ({probe['phase']}): {probe['stage']} {verdict}{early}"
 
 
 def _details(result: SLOResult, summary: Mapping[str, Any]) -> str:

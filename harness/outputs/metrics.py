@@ -16,7 +16,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -70,7 +70,7 @@ class LiveSources:
     stage: Callable[[], str | None] | None = None  # the current load stage's label
     ratelimit_remaining: Callable[[], Mapping[str, int]] | None = None  # dimension -> remaining
     cost_usd: Callable[[], float | None] | None = None  # spent so far in the run
-    loop_lag_s: Callable[[], float | None] | None = None
+    loop_lag_s: Callable[[], Mapping[str, float]] | None = None  # process -> last second's max lag
     cpu_ratio: Callable[[], Mapping[str, float]] | None = None  # process -> share of one core
     generator_bound: Callable[[], bool | None] | None = None
 
@@ -92,7 +92,7 @@ GAUGES: tuple[GaugeSpec, ...] = (
     GaugeSpec("stage", "llm_stage_info", "stage", "The current load stage (value 1)."),
     GaugeSpec("ratelimit_remaining", "llm_ratelimit_remaining", "dimension", "Last anthropic-ratelimit-*-remaining."),
     GaugeSpec("cost_usd", "llm_cost_usd", None, "Estimated spend of the run so far, USD.", counter=True),
-    GaugeSpec("loop_lag_s", "llm_generator_loop_lag_seconds", None, "Generator's gevent loop lag, last second's max."),
+    GaugeSpec("loop_lag_s", "llm_generator_loop_lag_seconds", "process", "Generator loop lag, last second's max."),
     GaugeSpec("cpu_ratio", "llm_generator_cpu_ratio", "process", "Generator CPU use, share of one core."),
     GaugeSpec("generator_bound", "llm_generator_bound", None, "1 if the generator is too busy to trust its figures."),
 )
@@ -210,6 +210,20 @@ class _Collector(Collector):
             yield family
 
 
+class _Sent:
+    """A WSGI body that calls ``done`` once the server has written it (WSGI servers close it then)."""
+
+    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
+        self._body = body
+        self._done = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        self._done()
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # a line per scrape is noise in the run's log
@@ -225,10 +239,12 @@ class MetricsServer:
 
     def __init__(self, metrics: LiveMetrics, port: int, host: str = "127.0.0.1") -> None:
         app = make_wsgi_app(metrics.registry, disable_compression=True)
+        self.last_served: float | None = None  # time.monotonic() when the last scrape's answer was sent
 
         def text_format(environ: dict[str, Any], start_response: Any) -> Any:
             environ.pop("HTTP_ACCEPT", None)
-            return app(environ, start_response)
+            began = time.monotonic()
+            return _Sent(app(environ, start_response), lambda: setattr(self, "last_served", began))
 
         class Server(ThreadingWSGIServer):
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -251,6 +267,10 @@ class MetricsServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
+
+    def served_since(self, t: float) -> bool:
+        """Whether a scrape that began at ``t`` (``time.monotonic()``) or later has been answered."""
+        return self.last_served is not None and self.last_served >= t
 
     def close(self) -> None:
         """Stop serving and free the port."""

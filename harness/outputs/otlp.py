@@ -131,8 +131,14 @@ class OtlpPush:
         collected = self._provider.force_flush(timeout_millis=timeout_s * 1000)
         return bool(collected) and self._exporter.last_result is MetricExportResult.SUCCESS
 
-    def shutdown(self) -> None:
-        """A last push, then stop the export thread."""
+    def shutdown(self, *, last_push: bool = True) -> None:
+        """A last push, then stop the export thread.
+
+        ``last_push=False`` skips the push (the collector did not take the previous one):
+        its retries would only hold the process's exit up for the exporter's timeout.
+        """
+        if not last_push:
+            self._exporter.dropping = True
         self._provider.shutdown()
 
 
@@ -151,8 +157,11 @@ class _WithHistograms(MetricExporter):
         self._resource = resource
         self._scope = scope
         self.last_result: MetricExportResult | None = None
+        self.dropping = False  # set at shutdown to send nothing more
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        if self.dropping:
+            return MetricExportResult.FAILURE
         histograms = _histogram_metrics(self._metrics.snapshot())
         if histograms:
             metrics_data = self._add(metrics_data, histograms)

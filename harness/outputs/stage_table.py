@@ -58,6 +58,10 @@ def stages_csv(analysis: Mapping[str, Any]) -> str:
         "knee",
         "max_sustainable",
     ]
+    # A capacity search's stages are its probes: their order, phase and verdict.
+    probes = {p["stage"]: p for p in (analysis.get("search") or {}).get("probes", [])}
+    if probes:
+        header += ["probe", "phase", "probe_passed", "ended_early"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -95,9 +99,16 @@ def stages_csv(analysis: Mapping[str, Any]) -> str:
                 r.get("meets_criteria", ""),
                 r["label"] == knee,
                 r["label"] == best,
+                *(_probe_cells(probes.get(r["label"])) if probes else ()),
             ]
         )
     return out.getvalue()
+
+
+def _probe_cells(probe: Mapping[str, Any] | None) -> list[Any]:
+    if probe is None:
+        return ["", "", "", ""]
+    return [probe["index"] + 1, probe["phase"], probe["passed"], probe["early"]]
 
 
 def _blank(value: Any) -> Any:

@@ -23,12 +23,12 @@ from plotly.offline import get_plotlyjs
 from harness.core.artefacts import write_atomic, write_json_atomic
 from harness.core.compare import RESAMPLES, Comparison, Metric, Verdict, compare, metric_values
 from harness.core.measure import CallRecord
-from harness.core.schedule import Lever, ad_hoc_lever, agreement
+from harness.core.schedule import Lever, Pair, ad_hoc_lever, agreement
 from harness.core.summary import distribution
 from harness.outputs.report.figures import LAYOUT
 from harness.outputs.report.page import STYLE
 
-__all__ = ["compare_runs", "study_document", "study_html", "write_study"]
+__all__ = ["compare_runs", "intervals_html", "lever_comparisons", "study_document", "study_html", "write_study"]
 
 STUDY_VERSION = 1
 MIN_VALUES = 20  # fewer calls than this give no p95 worth an interval
@@ -54,20 +54,19 @@ def arm_figures(records: Sequence[CallRecord]) -> dict[str, Any]:
     return figures
 
 
-def study_document(
+def lever_comparisons(
     records_by_arm: Mapping[str, Sequence[CallRecord]],
     levers: Sequence[Lever],
     *,
     block: BlockOf | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The ``study.json`` document: every lever's pairs compared on its metrics, p50 and p95.
+) -> tuple[list[tuple[Lever, Pair, Comparison]], list[dict[str, Any]]]:
+    """Every lever's pairs compared on its metrics, p50 and p95, and the pairs that could not be.
 
     ``block`` gives each record's block id (the schedule's round) for the block bootstrap;
     without it calls are resampled. A pair with an arm missing, or with fewer than
-    :data:`MIN_VALUES` values of a metric, is listed under ``skipped`` with the reason.
+    :data:`MIN_VALUES` values of a metric, is returned under the second item with the reason.
     """
     cache: dict[tuple[str, Metric], tuple[Any, list[Hashable] | None]] = {}
 
@@ -76,7 +75,7 @@ def study_document(
             cache[arm, metric] = metric_values(records_by_arm[arm], metric, block)
         return cache[arm, metric]
 
-    comparisons: list[dict[str, Any]] = []
+    found: list[tuple[Lever, Pair, Comparison]] = []
     skipped: list[dict[str, Any]] = []
     for lever in levers:
         for pair in lever.pairs:
@@ -92,7 +91,7 @@ def study_document(
                     arm, n = short[0]
                     skipped.append({**where, "reason": f"{arm} has {n} {metric.value} values (needs {MIN_VALUES})"})
                     continue
-                found = compare(
+                compared = compare(
                     xa,
                     xb,
                     metric=metric,
@@ -102,7 +101,21 @@ def study_document(
                     resamples=resamples,
                     seed=seed,
                 )
-                comparisons += [_entry(lever, pair.predicted(metric), c) for c in found]
+                found += [(lever, pair, c) for c in compared]
+    return found, skipped
+
+
+def study_document(
+    records_by_arm: Mapping[str, Sequence[CallRecord]],
+    levers: Sequence[Lever],
+    *,
+    block: BlockOf | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``study.json`` document: :func:`lever_comparisons` with each arm's figures and the guide's predictions."""
+    found, skipped = lever_comparisons(records_by_arm, levers, block=block, resamples=resamples, seed=seed)
     return {
         "version": STUDY_VERSION,
         "confidence": 0.95,
@@ -120,7 +133,7 @@ def study_document(
             }
             for lever in levers
         ],
-        "comparisons": comparisons,
+        "comparisons": [_entry(lever, pair.predicted(c.metric), c) for lever, pair, c in found],
         "skipped": skipped,
         **(dict(extra) if extra else {}),
     }
@@ -136,23 +149,19 @@ def _entry(lever: Lever, predicted: Any, c: Comparison) -> dict[str, Any]:
 
 
 def compare_runs(
-    records_a: Sequence[CallRecord],
-    records_b: Sequence[CallRecord],
-    names: tuple[str, str],
+    records: Mapping[str, Sequence[CallRecord]],
     *,
     metrics: Sequence[Metric] = (Metric.TTFT, Metric.COMPLETION, Metric.OUTPUT_TPS),
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The study document comparing two finished runs (b against a), bootstrapping over calls.
+    """The study document comparing finished runs, each against the first, bootstrapping over calls.
 
-    For ``python -m harness.report compare A B``: the same intervals, table and chart as a
-    study, from each run's ``requests.jsonl`` (all its scenarios pooled).
+    For ``python -m harness.report compare A B ...``: the same intervals, table and chart as a
+    study, from each run's ``requests.jsonl`` (all its scenarios pooled), keyed by run name.
     """
-    if names[0] == names[1]:
-        names = (f"{names[0]} (a)", f"{names[1]} (b)")
-    lever = ad_hoc_lever(list(names), metrics)
-    return study_document({names[0]: records_a, names[1]: records_b}, [lever], resamples=resamples, seed=seed)
+    lever = ad_hoc_lever(list(records), metrics)
+    return study_document(records, [lever], resamples=resamples, seed=seed)
 
 
 def _ms(value: float | None) -> str:
@@ -238,14 +247,9 @@ def _arms_table(arms: Mapping[str, Any]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def study_html(doc: Mapping[str, Any]) -> str:
-    """The page of a study document: per lever the guide's claim, a chart of the intervals and a table."""
-    method = "blocks (the schedule's rounds)" if doc.get("bootstrap") == "blocks" else "calls"
-    body = [
-        "<h1>Lever study</h1>",
-        f'<div class="sub">b against a · p50 and p95 · 95% intervals by bootstrap over {method}, '
-        f"{doc['resamples']} resamples, seed {doc['seed']} · warm-up calls left out</div>",
-    ]
+def intervals_html(doc: Mapping[str, Any]) -> list[str]:
+    """Per lever: the guide's claim, a chart of the intervals, the table, and what was not compared."""
+    body: list[str] = []
     for lever in doc["levers"]:
         rows = [c for c in doc["comparisons"] if c["lever"] == lever["key"]]
         body.append(f"<h2>{html.escape(lever['title'])}</h2>")
@@ -259,6 +263,27 @@ def study_html(doc: Mapping[str, Any]) -> str:
                 f'<p class="note">Not compared: {html.escape(s["b"])} vs {html.escape(s["a"])} '
                 f"{html.escape(s['metric'])}: {html.escape(s['reason'])}.</p>"
             )
+    return body
+
+
+def _how(doc: Mapping[str, Any]) -> str:
+    method = "blocks (the schedule's rounds)" if doc.get("bootstrap") == "blocks" else "calls"
+    text = (
+        f"b against a · p50 and p95 · 95% intervals by bootstrap over {method}, "
+        f"{doc['resamples']} resamples, seed {doc['seed']} · warm-up calls left out"
+    )
+    study = doc.get("study")
+    if study:
+        text += (
+            f" · {study['users']} users per block, {study['rounds']} round{'' if study['rounds'] == 1 else 's'} "
+            f"of {len(study['arms'])} arms, {study['blocks']} blocks · stopped: {study['stopped']}"
+        )
+    return html.escape(text)
+
+
+def study_html(doc: Mapping[str, Any]) -> str:
+    """The page of a study document: per lever the guide's claim, a chart of the intervals and a table."""
+    body = ["<h1>Lever study</h1>", f'<div class="sub">{_how(doc)}</div>', *intervals_html(doc)]
     body += ["<h2>Arms</h2>", _arms_table(doc["arms"])]
     payload = json.dumps(doc, separators=(",", ":")).replace("</", "<\\/")
     return "\n".join(

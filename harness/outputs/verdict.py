@@ -67,6 +67,43 @@ def _figure_lines(overall: Mapping[str, Any]) -> list[str]:
     return _table(rows) if len(rows) > 1 else ["  no successful calls: no latency figures"]
 
 
+def replay_lines(replay: Mapping[str, Any] | None) -> list[str]:
+    """A trace replay in two lines: what was replayed, and how closely it kept the schedule."""
+    if not replay:
+        return []
+    error = replay.get("start_error_s") or {}
+    rates = (replay.get("achieved_rate"), replay.get("recorded_rate"))
+    rate = f"{rates[0]:.2f} req/s achieved vs {rates[1]:.2f} recorded" if None not in rates else "rate: too few calls"
+    speed = f", speed {replay['speed']:g}x" if replay.get("speed", 1) != 1 else ""
+    return [
+        "",
+        f"  Trace replay: {replay.get('lines', 0)} calls from {replay.get('file')} ({replay.get('format')}{speed}): "
+        f"{replay.get('late', 0)} late, {replay.get('dropped', 0)} dropped",
+        f"    start vs schedule p50 {_ms(error.get('p50'))}, p99 {_ms(error.get('p99'))}, "
+        f"max {_ms(error.get('max'))}; {rate}",
+    ]
+
+
+def search_lines(search: Mapping[str, Any] | None) -> list[str]:
+    """A capacity search: every probe in order, then its answer."""
+    if not search:
+        return []
+    rows: list[tuple[str, ...]] = [("probe", "stage", "phase", "ok calls", "result")]
+    for p in search.get("probes", []):
+        result = "pass" if p["passed"] else "breach: " + ", ".join(p["breaches"])
+        calls = f"{p['ok_calls']}" + ("" if p["meaningful"] else f" (of {p['needed_calls']} needed)")
+        rows.append(
+            (str(p["index"] + 1), str(p["stage"]), p["phase"], calls, result + (" (ended early)" if p["early"] else ""))
+        )
+    head = (
+        f"  Capacity search over {search['kind']} (precision {search['precision']:.0%}, stop: {search['stop_reason']})"
+    )
+    scope = (
+        f"  (the SLOs below are judged at {search['answer_stage']}, the answer)" if search.get("answer_stage") else ""
+    )
+    return ["", head, *_table(rows, "    "), f"  {search['answer']}", *([scope] if scope else [])]
+
+
 def render_verdict(
     summary: Mapping[str, Any], results: Sequence[SLOResult], *, exit_code: int | None = None, colour: bool = False
 ) -> str:
@@ -86,6 +123,8 @@ def render_verdict(
     if overall.get("errors"):
         lines.append("  errors: " + ", ".join(f"{k} {v}" for k, v in overall["errors"].items()))
     lines += _figure_lines(overall)
+    lines += replay_lines(summary.get("replay"))
+    lines += search_lines(summary.get("search"))
     if results:
         lines.append("")
         lines += _slo_lines(results, colour)

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.core.errors import ConfigError
 from harness.core.options import from_namespace, option
+from harness.core.platforms import PLATFORMS
 from harness.transports.registry import TRANSPORTS
 
 __all__ = ["HarnessOptions"]
@@ -100,7 +101,36 @@ class HarnessOptions:
         help="Do not verify the target's TLS certificate (a test proxy with a self-signed one). Prints a warning.",
     )
 
+    platform: str = option(
+        "--platform",
+        default="anthropic",
+        choices=PLATFORMS,
+        help="Where Claude is served: 'anthropic' (the Messages API), 'bedrock' (Amazon Bedrock) or 'vertex' "
+        "(Google Vertex AI), with the SDK's credentials and environment variables; no credentials and no "
+        "--host start the simulator as that platform (docs/platforms.md). Default: anthropic.",
+    )
+    aws_region: str = option(
+        "--aws-region",
+        default="",
+        metavar="REGION",
+        help="Bedrock's AWS region. Default: AWS_REGION, AWS_DEFAULT_REGION, then the AWS profile's region.",
+    )
+    vertex_project: str = option(
+        "--vertex-project",
+        default="",
+        metavar="PROJECT",
+        help="Vertex's Google Cloud project. Default: ANTHROPIC_VERTEX_PROJECT_ID, then the credentials' project.",
+    )
+    vertex_region: str = option(
+        "--vertex-region",
+        default="",
+        metavar="REGION",
+        help="Vertex's location (e.g. us-east5, global). Default: CLOUD_ML_REGION, else global.",
+    )
+
     def __post_init__(self) -> None:
+        if self.platform not in PLATFORMS:
+            raise ConfigError(f"--platform {self.platform!r} is unknown; choose one of: {', '.join(PLATFORMS)}")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"--transport {self.transport!r} is unknown; choose one of: {', '.join(TRANSPORTS)}")
         if self.max_tokens < 0:

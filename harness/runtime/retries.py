@@ -38,9 +38,23 @@ from harness.runtime.state import Harness
 
 __all__ = ["FEATURE", "RetryPolicy", "RetryStats", "call_with_retries", "install", "is_retryable"]
 
-# What the SDK itself retries, plus a mid-stream overload or API error.
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-RETRYABLE_OUTCOMES = frozenset({"connection", "timeout", "stream_overloaded_error", "stream_api_error"})
+# What the SDK itself retries, plus a mid-stream overload or API error. On Amazon Bedrock an
+# overloaded model is 424 (ModelStreamErrorException), and a stream can end with a transient
+# exception frame (docs/platforms.md).
+RETRYABLE_STATUS = frozenset({408, 409, 424, 429, 500, 502, 503, 504, 529})
+RETRYABLE_OUTCOMES = frozenset(
+    {
+        "connection",
+        "timeout",
+        "stream_overloaded_error",
+        "stream_api_error",
+        "stream_throttlingException",
+        "stream_modelStreamErrorException",
+        "stream_internalServerException",
+        "stream_serviceUnavailableException",
+        "stream_modelTimeoutException",
+    }
+)
 
 
 def is_retryable(record: CallRecord) -> bool:
@@ -60,8 +74,9 @@ class RetryPolicy:
         default=0,
         type=int,
         metavar="N",
-        help="Re-send a call that failed with 408/409/429/5xx/529, a connection error, a timeout or a mid-stream "
-        "overload, up to N times; every attempt is its own record (attempt, retry_of). Default 0.",
+        help="Re-send a call that failed with 408/409/424/429/5xx/529, a connection error, a timeout or a "
+        "mid-stream overload (on Bedrock, a transient exception frame), up to N times; every attempt is its own "
+        "record (attempt, retry_of). Default 0.",
     )
     backoff_s: float = option(
         "--retry-backoff",

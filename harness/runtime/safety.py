@@ -1,6 +1,7 @@
 """Secrets and TLS: the API key never leaves the process except in the request's header.
 
-* :func:`harness.core.redact.redact` replaces the key (``ANTHROPIC_API_KEY``) in any text with
+* :func:`harness.core.redact.redact` replaces every secret (``ANTHROPIC_API_KEY``; AWS secret keys,
+  session tokens and Bedrock bearer tokens; Google access tokens) in any text with
   ``***``; call errors and ``ConfigError`` go through it, and :class:`RedactingFilter`
   does the same to every log record on every Locust handler (terminal, ``--logfile``
   and the web UI's log view), tracebacks included, as a last line of defence.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from harness.core.redact import api_key, redact
+from harness.core.redact import redact, secrets
 from harness.runtime.features import Feature
 from harness.runtime.state import Harness
 
@@ -22,22 +23,25 @@ log = logging.getLogger(__name__)
 
 
 class RedactingFilter(logging.Filter):
-    """Renders each record once, key removed, so no handler can format the key back in."""
+    """Renders each record once, secrets removed, so no handler can format one back in."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = api_key()
-        if key is None:
-            return True
+        known = secrets()
         message = record.getMessage()
-        if key in message:
+        if _holds(message, known):
             record.msg, record.args = redact(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and key in record.exc_text:
+        if record.exc_text and _holds(record.exc_text, known):
             record.exc_text = redact(record.exc_text)
-        if record.stack_info and key in record.stack_info:
+        if record.stack_info and _holds(record.stack_info, known):
             record.stack_info = redact(record.stack_info)
         return True
+
+
+def _holds(text: str, known: list[str]) -> bool:
+    # A Google access token is found by its shape: it may never have been registered.
+    return "ya29." in text or any(secret in text for secret in known)
 
 
 _FILTER = RedactingFilter()

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +35,7 @@ from harness.core.artefacts import write_json_atomic
 from harness.core.errors import CallError, ConfigError
 from harness.core.measure import CANCELLED, PROTOCOL, CallMeasurement, CallRecord
 from harness.core.options import from_namespace
+from harness.core.platforms import platform_model
 from harness.core.records_io import RotatingRequestsWriter
 from harness.core.redact import redact
 from harness.core.request import MessageRequest
@@ -44,11 +46,12 @@ from harness.runtime import events as llm_events
 from harness.runtime.deadline import call_deadline
 from harness.runtime.offloop import OffLoop
 from harness.runtime.options import HarnessOptions
-from harness.runtime.target import api_key_for
+from harness.runtime.target import transport_auth
 from harness.transports.base import Transport, TransportConfig
 from harness.transports.registry import get_transport
 
 if TYPE_CHECKING:
+    from harness.core.schedule import Block
     from harness.runtime.features import Feature
 
 __all__ = ["Harness", "attach", "harness_of"]
@@ -77,6 +80,7 @@ class Harness:
         # Called at test stop before the summary (a master waits there for its workers' last records).
         self.before_summary: list[Callable[[], None]] = []
         self.warmup = False  # set by a load shape while its stage warms up; stamped on each record
+        self.block: Block | None = None  # set by a lever study while one of its blocks runs; stamped likewise
         self.slos: list[SLO] = []
         # In memory until a run starts (nothing is written for a process that never runs one).
         self.store: Store = SampleStore(good=self._good)
@@ -91,7 +95,7 @@ class Harness:
         self._run_started: float | None = None
         self._run_ended: float | None = None
         self.last_summary: dict[str, Any] | None = None
-        self._api_key = api_key_for(os.environ)
+        self._platform_models: dict[str, str] = {}  # scenario model name -> the platform's id
         self._last_transport: tuple[str, HarnessOptions, Transport] | None = None
         self._features: dict[str, Any] = {}  # feature name -> its per-run object
         self._by_type: dict[type, Any] = {}
@@ -194,7 +198,7 @@ class Harness:
             return last[2]
         config = TransportConfig(
             base_url=host,
-            api_key=self._api_key,
+            **transport_auth(self.options, host, os.environ),
             timeout_s=self.options.request_timeout,
             connect_timeout_s=self.options.connect_timeout,
             max_retries=self.options.max_retries,
@@ -214,12 +218,18 @@ class Harness:
         t_scheduled: float | None = None,
         attempt: int = 1,
         retry_of: str | None = None,
+        trace: tuple[int, int, int] | None = None,
     ) -> CallRecord:
         """Send ``request``, measure it, report it once; never raises for a failed call.
 
         A greenlet killed mid-call (the run stopped) records the call as ``cancelled``
-        and lets the kill go on.
+        and lets the kill go on. On Bedrock or Vertex the model is sent (and recorded) by
+        the platform's id (:func:`harness.core.platforms.platform_model`). ``trace`` is a
+        replayed call's (line, input tokens, output tokens) from its trace, kept on the record.
         """
+        if self.options.platform != "anthropic":
+            request = self._on_platform(request)
+        block = self.block
         measurement = CallMeasurement(
             scenario=scenario,
             model=request.model,
@@ -231,6 +241,10 @@ class Harness:
             t_scheduled=t_scheduled,
             attempt=attempt,
             retry_of=retry_of,
+            arm=None if block is None else block.arm,
+            round=None if block is None else block.round,
+            block=None if block is None else block.index,
+            trace=trace,
         )
         self._in_flight[measurement.call_id] = measurement
         try:
@@ -249,6 +263,20 @@ class Harness:
             self._in_flight.pop(measurement.call_id, None)
         self._report(record)
         return record
+
+    def _on_platform(self, request: MessageRequest) -> MessageRequest:
+        model = self._platform_models.get(request.model)
+        if model is None:
+            model = platform_model(request.model, self.options.platform)
+            if model is None:
+                log.warning(
+                    "no %s id is known for model %r: sent as given (give the platform's id with --model)",
+                    self.options.platform,
+                    request.model,
+                )
+                model = request.model
+            self._platform_models[request.model] = model
+        return request if model == request.model else replace(request, model=model)
 
     def _cancel(self, measurement: CallMeasurement, why: str) -> None:
         if measurement.finished is None:

@@ -388,9 +388,12 @@ class Simulator:
 
     # ---- plumbing --------------------------------------------------------------------------------
 
-    def _new_id(self, prefix: str) -> str:
+    def _new_id(self, prefix: str, record: TraceRecord | None = None) -> str:
         self._count += 1
-        return f"{prefix}{self._ids.getrandbits(64):016x}{self._count:08x}"
+        new = f"{prefix}{self._ids.getrandbits(64):016x}{self._count:08x}"
+        if record is not None:
+            record.message_id = new
+        return new
 
     def encode(
         self, resp: Response, request_id: str, close: bool = False, platform: PlatformRequest | None = None
@@ -619,7 +622,7 @@ class Simulator:
     def final_message(self, call: Call) -> bytes:
         plan = call.plan
         message = {
-            "id": self._new_id("msg_"),
+            "id": self._new_id("msg_", call.record),
             "type": "message",
             "role": "assistant",
             "model": call.model,
@@ -655,7 +658,7 @@ class Simulator:
             head = framer.head(call.rid, call.keep_alive)
             sse, ping, templates, end = framer.event, framer.ping, framer.templates, framer.end
         start_msg: dict[str, Any] = {
-            "id": self._new_id("msg_"),
+            "id": self._new_id("msg_", call.record),
             "type": "message",
             "role": "assistant",
             "model": call.model,

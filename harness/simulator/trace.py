@@ -1,7 +1,8 @@
 """Ground-truth trace: one JSON line per request with the server's own time.monotonic() timestamps.
 
 A harness on the same host can join these lines with its records by `request_id` and compare its
-client-side TTFT and completion times with when the server actually wrote the bytes. Each line is flushed
+client-side TTFT and completion times with when the server actually wrote the bytes (on Vertex,
+which sends no request id, by `message_id`). Each line is flushed
 as it is written so a reader sees complete lines even while the simulator is running.
 """
 
@@ -30,6 +31,7 @@ class TraceRecord:
     cache_read_input_tokens: int | None = None
     stop_reason: str | None = None
     queue_s: float | None = None  # time waiting for a batch slot
+    message_id: str | None = None  # the message's id: what a client of a platform without request ids has
 
 
 class TraceWriter:

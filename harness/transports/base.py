@@ -13,9 +13,10 @@ from typing import Protocol
 
 from harness.core.lag import LagHistogram
 from harness.core.measure import CallMeasurement
+from harness.core.redact import redact
 from harness.core.request import MessageRequest
 
-__all__ = ["ANTHROPIC_API_URL", "FIRST_TOKEN_LATE", "Transport", "TransportConfig"]
+__all__ = ["ANTHROPIC_API_URL", "FIRST_TOKEN_LATE", "CountTokensError", "Transport", "TransportConfig"]
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
 
@@ -24,7 +25,13 @@ ANTHROPIC_API_URL = "https://api.anthropic.com"
 class TransportConfig:
     """Connection settings shared by every call of one process.
 
-    ``api_key`` is excluded from ``repr`` so it cannot leak through a log line.
+    ``platform`` is where Claude is served: ``anthropic`` (the Messages API), ``bedrock`` or
+    ``vertex`` (:mod:`harness.core.platforms`), with its ``region`` and, on Vertex, its
+    ``project``. ``api_key`` is the first-party API key, or on a platform a bearer token
+    (``AWS_BEARER_TOKEN_BEDROCK``, a Google access token); empty there, the platform's own
+    credential chain (botocore's, google-auth's) is used unless ``aws_access_key`` and
+    ``aws_secret_key`` are given (the simulator's test credentials). Secrets are excluded
+    from ``repr`` so they cannot leak through a log line.
     """
 
     base_url: str
@@ -33,12 +40,18 @@ class TransportConfig:
     connect_timeout_s: float = 10.0
     max_retries: int = 0
     verify_tls: bool = True
+    platform: str = "anthropic"
+    region: str | None = None
+    project: str | None = None
+    aws_access_key: str | None = None
+    aws_secret_key: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"TransportConfig(base_url={self.base_url!r}, api_key='***', timeout_s={self.timeout_s}, "
             f"connect_timeout_s={self.connect_timeout_s}, max_retries={self.max_retries}, "
-            f"verify_tls={self.verify_tls})"
+            f"verify_tls={self.verify_tls}, platform={self.platform!r}, region={self.region!r}, "
+            f"project={self.project!r}, aws_access_key={self.aws_access_key!r}, aws_secret_key='***')"
         )
 
 
@@ -46,10 +59,22 @@ class Transport(Protocol):
     """Sends one Messages API request and measures it."""
 
     name: str
+    config: TransportConfig
 
     def send(self, request: MessageRequest, measurement: CallMeasurement) -> None:
         """Perform the call, reporting to ``measurement``; raise CallError on failure."""
         ...
+
+
+class CountTokensError(Exception):
+    """The target gave no token count (``POST /v1/messages/count_tokens``); ``status`` is its HTTP status.
+
+    The message never holds the API key.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(redact(message))
+        self.status = status
 
 
 FIRST_TOKEN_LATE = LagHistogram()

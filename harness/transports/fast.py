@@ -155,8 +155,10 @@ class _StreamingResponse(HTTPSocketPoolResponse):
         self._on_body = self._parts.append  # type: ignore[method-assign,assignment]
         # Whether the next body read should wait for bytes before it asks for them: see read_some.
         self._wait_first = False
+        # A TLS socket may hold bytes the kernel does not. Asked before the head is read: a whole
+        # response with "connection: close" is read, and its socket closed, inside __init__.
+        self._plain = not hasattr(sock, "pending")
         super().__init__(sock, pool, headers_type=_HeaderDict, **kw)
-        self._plain = not hasattr(sock, "pending")  # a TLS socket may hold bytes the kernel does not
 
     def read_some(self) -> bytes | bytearray:
         """The next body bytes, as soon as any arrive; ``b""`` at the body's end.
@@ -274,15 +276,23 @@ class FastTransport:
         authority = host if port == (443 if tls else 80) else f"{host}:{port}"
         if ":" in host:
             authority = f"[{host}]" if port == (443 if tls else 80) else f"[{host}]:{port}"
-        path = url.path.rstrip("/") + MESSAGES_PATH
+        # What a platform's requests (fast_platforms.py) are built from: they sign or name each one.
+        self._authority = authority
+        self._origin = f"{url.scheme}://{authority}"
+        self._base_path = url.path.rstrip("/")
+        path = self._base_path + MESSAGES_PATH
         lines = [f"POST {path} HTTP/1.1", f"Host: {authority}"]
         lines += [f"{k}: {v}" for k, v in api_headers(config).items()]
         lines.append("Accept-Encoding: identity")
         self._head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
 
-    def send(self, request: MessageRequest, measurement: CallMeasurement) -> None:
+    def request_bytes(self, request: MessageRequest) -> bytes:
+        """The whole HTTP request for ``request``: the fixed head, its length and the JSON body."""
         payload = json.dumps(request.body(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        data = b"%s%d\r\n\r\n%s" % (self._head, len(payload), payload)
+        return b"%s%d\r\n\r\n%s" % (self._head, len(payload), payload)
+
+    def send(self, request: MessageRequest, measurement: CallMeasurement) -> None:
+        data = self.request_bytes(request)
         response: _StreamingResponse | None = None
         watch: _StallWatch | None = None
         try:
@@ -361,8 +371,12 @@ class FastTransport:
         message = json.loads(_read_body(response, watch, limit=None))
         if not isinstance(message, dict):
             raise ProtocolError("message body is not a JSON object")
-        stop_reason = message.get("stop_reason")
-        measurement.message(usage_from(message.get("usage")), stop_reason if isinstance(stop_reason, str) else None)
+        stop_reason, message_id = message.get("stop_reason"), message.get("id")
+        measurement.message(
+            usage_from(message.get("usage")),
+            stop_reason if isinstance(stop_reason, str) else None,
+            message_id if isinstance(message_id, str) else None,
+        )
 
     @staticmethod
     def _status_error(status: int, response: _StreamingResponse, watch: _StallWatch) -> CallError:
@@ -371,7 +385,7 @@ class FastTransport:
         body: object = text
         with contextlib.suppress(ValueError):
             body = json.loads(text)
-        error_type, message = error_detail(body)
+        error_type, message = error_detail(body, _headers(response))
         return CallError(Outcome.http(status), f"{error_type}: {message[:200]}")
 
 

@@ -1,7 +1,8 @@
 """Which transports exist, and the one instance per process of each (``--transport``).
 
 The registry imports each transport only when a run asks for it: the SDK's import
-costs a second or more, and a run on the fast transport never pays it.
+costs a second or more, and a run on the fast transport never pays it. A platform
+(``TransportConfig.platform``: Bedrock, Vertex) picks the fast transport's variant for it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ def get_transport(name: str, config: TransportConfig) -> Transport:
             from harness.transports.sdk import SDKTransport
 
             transport = SDKTransport(config)
+        elif name == "fast" and config.platform == "bedrock":
+            from harness.transports.fast_platforms import BedrockFastTransport
+
+            transport = BedrockFastTransport(config)
+        elif name == "fast" and config.platform == "vertex":
+            from harness.transports.fast_platforms import VertexFastTransport
+
+            transport = VertexFastTransport(config)
         elif name == "fast":
             from harness.transports.fast import FastTransport
 

@@ -6,6 +6,10 @@ request's write time comes from httpx's ``trace`` extension, so TTFT starts when
 request is written, after any wait for a pooled connection (METRICS.md ``t_start``).
 SDK exceptions are mapped to the outcome classes of METRICS.md here and only here.
 The SDK's SSE decoder is swapped for the harness's bounded one (:class:`BoundedSSEDecoder`).
+
+On Amazon Bedrock and Google Vertex AI (``TransportConfig.platform``) the client is the SDK's
+``AnthropicBedrock`` or ``AnthropicVertex`` (:mod:`harness.transports.sdk_platforms`) on the
+same HTTP client and trace hook; every platform's errors are classified here alike.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Mapping
 from typing import Any
 
 from harness.transports._compat import import_http_stack
@@ -22,13 +26,11 @@ import_http_stack()
 
 import anthropic
 import httpx2
-from anthropic._streaming import ServerSentEvent as SDKServerSentEvent
 from anthropic.resources.messages import Messages
 
 from harness.core.errors import CallError, ProtocolError
 from harness.core.measure import CONNECTION, TIMEOUT, CallMeasurement, Outcome, error_detail
 from harness.core.request import MessageRequest
-from harness.core.sse import SSEDecoder
 from harness.core.stream_events import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -39,14 +41,16 @@ from harness.core.stream_events import (
     StreamEvent,
     Usage,
 )
-from harness.transports.base import TransportConfig
+from harness.transports.base import CountTokensError, TransportConfig
+from harness.transports.sdk_decoders import BoundedSSEDecoder
 
-__all__ = ["SDKTransport"]
+__all__ = ["BoundedSSEDecoder", "SDKTransport"]
 
 # Each greenlet has its own context, so the trace hook finds the call it belongs to.
 _current: contextvars.ContextVar[CallMeasurement | None] = contextvars.ContextVar("harness_current_call", default=None)
 
 _SDK_PARAMS = frozenset(inspect.signature(Messages.create).parameters) - {"self", "extra_body"}
+_COUNT_PARAMS = frozenset(inspect.signature(Messages.count_tokens).parameters) - {"self", "extra_body"}
 
 _PAYLOAD_ATTR = {
     "text_delta": "text",
@@ -99,36 +103,22 @@ def convert_event(event: Any) -> StreamEvent | None:
     return None
 
 
-class BoundedSSEDecoder:
-    """The SDK's SSE decoder replaced by :class:`harness.core.sse.SSEDecoder`.
-
-    The SDK's own decoder grows one ``bytes`` by ``+=`` until a blank line, so a hostile
-    stream of many megabytes without one costs unbounded memory and quadratic time; this
-    one is linear and refuses a line or an event over ``MAX_LINE_BYTES`` (a ProtocolError).
-    """
-
-    def iter_bytes(self, iterator: Iterator[bytes]) -> Iterator[SDKServerSentEvent]:
-        decoder = SSEDecoder()
-        for chunk in iterator:
-            for sse in decoder.feed(chunk):
-                yield SDKServerSentEvent(event=sse.event, data=sse.data, id=sse.id)
-        for sse in decoder.flush():
-            yield SDKServerSentEvent(event=sse.event, data=sse.data, id=sse.id)
-
-    async def aiter_bytes(self, iterator: AsyncIterator[bytes]) -> AsyncIterator[SDKServerSentEvent]:
-        decoder = SSEDecoder()
-        async for chunk in iterator:
-            for sse in decoder.feed(chunk):
-                yield SDKServerSentEvent(event=sse.event, data=sse.data, id=sse.id)
-        for sse in decoder.flush():
-            yield SDKServerSentEvent(event=sse.event, data=sse.data, id=sse.id)
-
-
 class _Anthropic(anthropic.Anthropic):
     """The SDK client with the bounded SSE decoder (the SDK's own seam for other decoders)."""
 
     def _make_sse_decoder(self) -> BoundedSSEDecoder:
         return BoundedSSEDecoder()
+
+
+def _client(config: TransportConfig, http_client: httpx2.Client) -> anthropic.Anthropic:
+    if config.platform != "anthropic":
+        # Imported only for a platform's run: importing the SDK's Bedrock and Vertex clients
+        # makes a first-party run's first streamed call measurably slower (~0.25 s).
+        from harness.transports.sdk_platforms import platform_client
+
+        return platform_client(config, http_client)
+    return _Anthropic(api_key=config.api_key, base_url=config.base_url, max_retries=config.max_retries,
+                      http_client=http_client)  # fmt: skip
 
 
 class SDKTransport:
@@ -145,12 +135,7 @@ class SDKTransport:
             event_hooks={"request": [_install_trace]},
             verify=config.verify_tls,
         )
-        self.client = _Anthropic(
-            api_key=config.api_key,
-            base_url=config.base_url,
-            max_retries=config.max_retries,
-            http_client=http_client,
-        )
+        self.client = _client(config, http_client)
 
     def send(self, request: MessageRequest, measurement: CallMeasurement) -> None:
         body = request.body()
@@ -168,7 +153,7 @@ class SDKTransport:
             raise
         except anthropic.APIStatusError as exc:
             measurement.response(exc.status_code, exc.response.headers)
-            error_type, message = error_detail(exc.body)
+            error_type, message = error_detail(exc.body, exc.response.headers)
             if exc.status_code == 200:
                 # The SDK raises a mid-stream `event: error` as a status-200 APIStatusError.
                 raise CallError(Outcome.stream(error_type), message[:200]) from None
@@ -181,6 +166,21 @@ class SDKTransport:
             raise ProtocolError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         finally:
             _current.reset(token)
+
+    def count_tokens(self, body: Mapping[str, Any]) -> int:
+        """The target's ``input_tokens`` for ``body`` (not measured). Through this client, so the pooled
+        connection and the SDK's request path are ready for the first measured call."""
+        fields = {k: v for k, v in body.items() if k not in ("max_tokens", "stream")}
+        kwargs: dict[str, Any] = {k: v for k, v in fields.items() if k in _COUNT_PARAMS}
+        extra = {k: v for k, v in fields.items() if k not in _COUNT_PARAMS}
+        if extra:
+            kwargs["extra_body"] = extra
+        try:
+            return int(self.client.messages.count_tokens(**kwargs).input_tokens)
+        except anthropic.APIStatusError as exc:
+            raise CountTokensError(f"count_tokens answered HTTP {exc.status_code}", exc.status_code) from None
+        except Exception as exc:  # a platform without the endpoint, a connection, a body that is not one
+            raise CountTokensError(f"count_tokens failed: {_describe(exc)}") from None
 
     def _stream(self, kwargs: dict[str, Any], measurement: CallMeasurement) -> None:
         stream = self.client.messages.create(**kwargs)
@@ -198,7 +198,7 @@ class SDKTransport:
         raw = self.client.messages.with_raw_response.create(**kwargs)
         measurement.response(raw.status_code, raw.headers)
         message = raw.parse()
-        measurement.message(_usage(message.usage), message.stop_reason)
+        measurement.message(_usage(message.usage), message.stop_reason, getattr(message, "id", None))
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,7 +2,9 @@
 
 ``python -m harness.report DIR`` rebuilds ``DIR/report.html`` from ``DIR/requests.jsonl``
 (and ``DIR/summary.json`` for stage boundaries and configuration);
-``python -m harness.report compare DIR_A DIR_B ...`` puts runs side by side. A run with
+``python -m harness.report compare DIR_A DIR_B ...`` puts runs side by side, with each run's
+difference from the first as a lever study states it (p50 and p95 with 95% intervals,
+bootstrapped over calls; :func:`harness.outputs.study_page.compare_runs`). A run with
 ``--report-dir`` writes its report itself when it stops.
 """
 
@@ -27,12 +29,17 @@ def write_report(directory: Path, summary: Mapping[str, Any] | None = None, outp
     return path
 
 
-def write_compare(directories: Sequence[Path], output: Path) -> Path:
-    """Write one page comparing the runs in ``directories``."""
+def write_compare(directories: Sequence[Path], output: Path) -> tuple[Path, dict[str, Any]]:
+    """Write one page comparing the runs in ``directories``; returns it and the intervals' document."""
     runs = [load_run(Path(d)) for d in directories]
     names = [run.name for run in runs]
     for i, run in enumerate(runs):
         if names.count(run.name) > 1:
             run.name = f"{run.name} ({directories[i]})"
-    write_atomic(output, compare_page(runs))
-    return output
+    # Imported here: the study page imports this package's figures and style, so at the top it would
+    # run before this package's own initialisation finished.
+    from harness.outputs.study_page import compare_runs, intervals_html
+
+    intervals = compare_runs({run.name: run.records for run in runs})
+    write_atomic(output, compare_page(runs, intervals_html(intervals), intervals))
+    return output, intervals

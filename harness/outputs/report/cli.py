@@ -1,6 +1,7 @@
 """The report's command line.
 
-``python -m harness.report DIR`` and ``python -m harness.report compare DIR_A DIR_B ... [-o FILE]``.
+``python -m harness.report DIR`` and ``python -m harness.report compare DIR_A DIR_B ... [-o FILE]``;
+``compare`` also prints each run's difference from the first with its 95% interval.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from harness.core.errors import ConfigError
 from harness.core.records_io import record_files
 from harness.outputs.report import write_compare, write_report
+from harness.outputs.study_table import print_study_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if compare:
             if len(dirs) < 2:
                 parser.error("compare needs two or more run directories")
-            path = write_compare(dirs, Path(ns.output or "compare.html"))
+            path, intervals = write_compare(dirs, Path(ns.output or "compare.html"))
+            print_study_table(intervals)
         else:
             path = write_report(dirs[0], output=Path(ns.output) if ns.output else None)
     except (ValueError, KeyError, ConfigError) as exc:

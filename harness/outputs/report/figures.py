@@ -76,6 +76,7 @@ def throughput_latency(run: Run) -> go.Figure:
     )
     _mark(fig, rows, la.get("knee"), "knee", "#d62728", "star")
     _mark(fig, rows, la.get("max_sustainable"), "max sustainable", "#2ca02c", "circle-open")
+    _search_path(fig, run)
     fig.update_layout(
         **LAYOUT,
         title="Throughput vs latency (one point per stage)",
@@ -84,6 +85,32 @@ def throughput_latency(run: Run) -> go.Figure:
         height=420,
     )
     return fig
+
+
+def _search_path(fig: go.Figure, run: Run) -> None:
+    """A capacity search's probes in the order it ran them, numbered, breaching ones crossed."""
+    probes = (run.summary.get("search") or {}).get("probes") or []
+    stages = run.analysis["stages"]
+    shown = [(p, stages[p["stage"]]) for p in probes if p.get("stage") in stages]
+    if not shown:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=[round(row["overall"]["output_tokens_per_s"], 3) for _, row in shown],
+            y=[_ms(row["overall"]["ttft_s"]["p95"]) for _, row in shown],
+            mode="lines+markers+text",
+            text=[str(p["index"] + 1) for p, _ in shown],
+            textposition="bottom right",
+            name="search path (probe order)",
+            line={"color": "#9467bd", "dash": "dot"},
+            marker={
+                "size": 9,
+                "color": ["#2ca02c" if p["passed"] else "#d62728" for p, _ in shown],
+                "symbol": ["circle" if p["passed"] else "x" for p, _ in shown],
+            },
+            hovertext=[f"probe {p['index'] + 1} ({p['phase']}): {p['stage']}" for p, _ in shown],
+        )
+    )
 
 
 def _mark(fig: go.Figure, rows: Sequence[dict[str, Any]], which: Any, name: str, color: str, symbol: str) -> None:

@@ -115,6 +115,30 @@ def _cards(run: Run) -> str:
                 f"completion p95 {_ms(o['completion_s']['p95'])} ms",
             )
         )
+    search = run.summary.get("search")
+    if search:
+        best = search.get("max_sustainable")
+        cards.append(
+            _card(
+                "best",
+                "capacity search",
+                "none" if best is None else offered_text(search["kind"], best),
+                f"{search['answer']} ({len(search['probes'])} probes, {search['stop_reason']})",
+            )
+        )
+    replay = run.summary.get("replay")
+    if replay:
+        error = replay.get("start_error_s") or {}
+        cards.append(
+            _card(
+                "",
+                "trace replay",
+                f"{replay.get('lines', 0)} calls · {replay.get('late', 0)} late · {replay.get('dropped', 0)} dropped",
+                f"{replay.get('file')}: start vs schedule p99 {_ms(error.get('p99'))} ms; "
+                f"{replay.get('achieved_rate') or 0:.2f} req/s achieved vs "
+                f"{replay.get('recorded_rate') or 0:.2f} recorded",
+            )
+        )
     generator = run.summary.get("generator")
     if generator:
         bound = bool(generator.get("generator_bound"))
@@ -213,6 +237,9 @@ _VERDICT_KEYS = ("verdict", "generator_bound", "message", "reasons", "advice", "
 def _run_data(run: Run) -> dict[str, Any]:
     generator = run.summary.get("generator")
     data = {"name": run.name, "stages": run.rows, "load_analysis": run.analysis["load_analysis"]}
+    for section in ("search", "replay"):
+        if run.summary.get(section):
+            data[section] = run.summary[section]
     if generator:
         data["generator"] = {k: generator.get(k) for k in _VERDICT_KEYS}
     return data
@@ -278,15 +305,22 @@ def _compare_table(runs: Sequence[Run]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def compare_page(runs: Sequence[Run]) -> str:
+def compare_page(
+    runs: Sequence[Run], intervals: Sequence[str] = (), intervals_data: Mapping[str, Any] | None = None
+) -> str:
+    """Runs side by side; ``intervals`` (HTML, from the study page) and its document go first when given."""
     names = " vs ".join(run.name for run in runs)
     body = [
         f"<h1>Comparison: {html.escape(names)}</h1>",
         '<div class="sub">latencies in ms · warm-up excluded</div>',
+        *intervals,
         _compare_table(runs),
         _fig_html(figures.compare_throughput_latency(runs)),
         _fig_html(figures.compare_latency_vs_load(runs)),
     ]
     for run in runs:
         body += [f"<h2>{html.escape(run.name)}</h2>", stage_table(run)]
-    return _page(f"Comparison: {names}", body, {"runs": [_run_data(run) for run in runs]})
+    data: dict[str, Any] = {"runs": [_run_data(run) for run in runs]}
+    if intervals_data is not None:
+        data["intervals"] = intervals_data
+    return _page(f"Comparison: {names}", body, data)

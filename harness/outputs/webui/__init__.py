@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from harness.monitors.live import LiveStats
 from harness.outputs.webui.routes import register
+from harness.outputs.webui.sections import add_sections
 from harness.runtime.features import Feature
 from harness.runtime.state import Harness
 
@@ -32,6 +33,7 @@ def install(harness: Harness) -> None:
     stats = harness.feature(LiveStats)
     if web_ui is not None and stats is not None:
         register(web_ui, stats)
+        add_sections(harness, stats)
 
 
 FEATURE = Feature("web ui tab", install)

@@ -1,0 +1,1 @@
+"""``python -m harness.study``: lever studies. An entry point above the layers; its logic is in harness.outputs."""

@@ -207,3 +207,19 @@ def test_a_bad_rotate_size_stops_the_run_before_any_load(tmp_path: Path) -> None
     assert done.returncode == 2
     assert "--rotate-records '12parsecs': give a size in bytes" in done.stderr
     assert not (tmp_path / "requests.jsonl").exists()
+
+
+def test_spilled_files_left_open_are_removed_at_exit_and_none_are_made_without_a_spill() -> None:
+    script = (
+        "from harness.core.spill import SpillGroup\n"
+        "spilled, quiet = SpillGroup(buffer_values=2), SpillGroup()\n"
+        "spilled.column('s', 'ttft').extend([1.0, 2.0, 3.0])\n"
+        "quiet.column('s', 'ttft').append(1.0)\n"
+        "print(spilled.directory, spilled.directory.exists(), quiet.directory, quiet.directory.exists())\n"
+        "import builtins; builtins.kept = (spilled, quiet)  # alive until the interpreter exits\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    spilled, spilled_existed, quiet, quiet_existed = done.stdout.split()
+    assert spilled_existed == "True" and not Path(spilled).exists()
+    assert quiet_existed == "False" and not Path(quiet).exists()

@@ -361,7 +361,7 @@ class LiveStats:
         if not isinstance(store, SpilledSampleStore):
             return store.summary(duration_s=harness.duration_s), harness.duration_s
         run = store.summary(duration_s=harness.duration_s, percentiles=False)
-        self._refresh_percentiles()
+        self._refresh_percentiles(run["overall"]["ok"])
         if harness.reduced is None:
             return run, None
         reduced, at = harness.reduced
@@ -374,14 +374,19 @@ class LiveStats:
                     block[f"{metric}_s"][f"p{q}"] = source[f"{metric}_s"][f"p{q}"]
         return run, at
 
-    def _refresh_percentiles(self) -> None:
-        """Reduce the run's samples again in the background once the last reduction is old enough."""
+    def _refresh_percentiles(self, ok_now: int) -> None:
+        """Reduce the run's samples again in the background once the last reduction is old enough.
+
+        Early in a run, when the samples at least doubled since the last reduction, sooner: a
+        reduction of a few samples costs nothing, and the first calls' figures then show at once.
+        """
         harness = self.harness
         if self._reducing is not None and not self._reducing.dead:
             return
         if harness.reduced is not None:
             age = harness.duration_s - harness.reduced[1]
-            if age < max(PERCENTILE_REFRESH_S, 10 * self._reduce_cost):
+            doubled = ok_now > 2 * harness.reduced[0]["overall"]["ok"]
+            if age < max(PERCENTILE_REFRESH_S, 10 * self._reduce_cost) and not doubled:
                 return
         self._reducing = gevent.spawn(self._reduce)
 

@@ -23,7 +23,7 @@ from harness.core.exitcodes import EXIT_CONFIG
 from harness.load import distributed, replay, shapes
 from harness.monitors import health, live, ratelimits, spend
 from harness.outputs import live_export, locust_csv, run_files, slo_gate, webui
-from harness.runtime import catalog, retries, safety, shutdown, startup
+from harness.runtime import catalog, retries, rolling, safety, shutdown, startup
 from harness.runtime.features import Feature
 from harness.runtime.options import HarnessOptions
 from harness.runtime.state import attach
@@ -36,6 +36,7 @@ HARNESS_OPTIONS = Feature("harness", lambda harness: None, options=(HarnessOptio
 FEATURES: tuple[Feature[Any], ...] = (
     safety.FEATURE,  # first: every line logged after it has the API key redacted
     HARNESS_OPTIONS,
+    rolling.FEATURE,  # --rotate-records, --summary-every: read when the run opens its files
     shutdown.FEATURE,  # artefacts flushed at a hard exit; Ctrl-C to Locust's main greenlet
     catalog.FEATURE,  # before the checks: they see only the scenarios this run spawns
     startup.FEATURE,  # scenario checks, the target (or the simulator), the SDK import before load

@@ -14,6 +14,7 @@ from locust.env import Environment
 from locust.user import User
 
 from harness import CallRecord, HarnessOptions, attach
+from harness.core.records_io import CURRENT, read_lines
 
 
 @dataclass
@@ -56,4 +57,7 @@ def run_local(
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The lines of ``path``; a run's ``requests.jsonl`` is read with its rotated parts (--rotate-records)."""
+    if path.name == CURRENT:
+        return list(read_lines(path.parent))
     return [json.loads(line) for line in path.read_text().splitlines()]

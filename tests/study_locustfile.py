@@ -1,8 +1,10 @@
 """The locustfile of tests/test_study*.py: arms whose simulated speeds differ by a known amount, and an A/A pair.
 
 The simulator config :data:`CONFIG` gives each arm its own model profile: ``study-fast`` and
-``study-slow`` differ only in ``base_delay_s`` and have no jitter, so every TTFT of Slow is
-Fast's plus :data:`SHIFT_S` on the server, whatever the client adds. ``study-same`` serves
+``study-slow`` differ only in ``base_delay_s``, with the same multiplicative jitter (median
+1), so Slow's median TTFT is Fast's plus :data:`SHIFT_S` on the server. The jitter makes the
+interval as wide as the server's spread: without it the interval is a fraction of a
+millisecond wide, narrower than this machine's own timing noise when it is busy. ``study-same`` serves
 SameA and SameB, the same request under two names, with a wide seeded jitter, so the A/A
 intervals are about the server's spread rather than this machine's timing noise.
 """
@@ -23,8 +25,8 @@ _PROFILE: dict[str, Any] = {
 }
 CONFIG: dict[str, Any] = {
     "models": {
-        "study-fast": {**_PROFILE, "base_delay_s": 0.040},
-        "study-slow": {**_PROFILE, "base_delay_s": 0.040 + SHIFT_S},
+        "study-fast": {**_PROFILE, "base_delay_s": 0.040, "base_delay_jitter": 0.25},
+        "study-slow": {**_PROFILE, "base_delay_s": 0.040 + SHIFT_S, "base_delay_jitter": 0.25},
         "study-same": {**_PROFILE, "base_delay_s": 0.030, "base_delay_jitter": 0.5},
     },
     "rate_limits": {"tier": "off"},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,11 +104,27 @@ def test_window_stages_and_series(ratelimit_url: str) -> None:
     env.runner.start(3, spawn_rate=30)
     gevent.sleep(1.5)
     running = live.snapshot(max_age_s=0)
+    # Run-wide percentiles come from a background reduction of the spilled samples: wait for one.
+    deadline = time.monotonic() + 10
+    reduced = running
+    while reduced["run_percentiles_at_s"] is None and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+        reduced = live.snapshot(max_age_s=0)
     env.runner.quit()
 
     finished = [r for r in records if r.outcome != "cancelled"]
     # The window holds only the last second; the run holds everything.
     assert running["window_s"] == pytest.approx(1.0)
+    assert running["window_exact"] is True
+    at = reduced["run_percentiles_at_s"]
+    assert at is not None and 0 < at <= reduced["elapsed_s"]
+    assert reduced["total"]["run"]["ttft_s"]["p50"] is not None
+    # Counts are current even where the percentiles are a reduction's.
+    assert reduced["total"]["run"]["ttft_s"]["count"] >= reduced["total"]["run"]["ok"] > 0
+    stopped = live.snapshot(max_age_s=0)
+    assert harness.last_summary is not None
+    assert stopped["run_percentiles_at_s"] == harness.last_summary["duration_s"]
+    assert stopped["total"]["run"] == harness.last_summary["overall"]
     assert 0 < running["total"]["window"]["calls"] < running["total"]["run"]["calls"]
     stages = {s["stage"]: s for s in live.snapshot(max_age_s=0)["stages"]}
     assert list(stages) == ["one-user", "three-users"]

@@ -14,7 +14,7 @@ import os
 import time
 from array import array
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from harness.core.errors import CallError, ProtocolError
@@ -148,12 +148,22 @@ class CallRecord:
         return self.outcome is OK
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # What dataclasses.asdict gives, without its deep copy field by field (~100 us a record
+        # of 50 gaps, the largest cost of writing requests.jsonl): the fields are scalars, one
+        # list of floats and one flat dict, so copying those two is a deep copy.
+        data = {name: getattr(self, name) for name in _FIELDS}
+        data["itl_s"] = list(self.itl_s)
+        if self.ratelimit is not None:
+            data["ratelimit"] = dict(self.ratelimit)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CallRecord:
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_FIELDS = tuple(f.name for f in fields(CallRecord))
 
 
 class CallMeasurement:

@@ -26,10 +26,12 @@ the intended scale; thousands of columns would hold ``columns * 64 KB`` of buffe
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
 import os
+import secrets
 import tempfile
 import weakref
 from array import array
@@ -136,7 +138,11 @@ class SpillColumn:
         low, high = float(values.min()), float(values.max())
         del values  # release the export so the array can be resized
         # os-level open/write/close: a Python file object costs more than the write itself here.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the first spill of a group: its directory is made only now
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             data = memoryview(self.buffer).cast("B")
             while data:
@@ -271,13 +277,18 @@ class SpillGroup:
         self._columns: dict[tuple[str, str], SpillColumn] = {}
         self._made_dir = directory is None or not directory.exists()
         if directory is None:
-            directory = Path(tempfile.mkdtemp(prefix="harness-samples-"))
-        else:
-            directory.mkdir(parents=True, exist_ok=True)
+            # Named now, made at the first spill: a run too short to spill leaves no directory
+            # behind, even when its process is killed or ends without exit hooks (a fork's).
+            directory = Path(tempfile.gettempdir()) / f"harness-samples-{secrets.token_hex(8)}"
         self.directory = directory
         # A group dropped without close() still removes its files (not on SIGKILL: nothing can).
         self._paths: list[Path] = []
         self._finalizer = None if keep else weakref.finalize(self, _cleanup, directory, self._paths, self._made_dir)
+        if self._finalizer is not None:
+            # Not at weakref's own exit hook, which runs before hooks registered earlier, such as
+            # a run's last summary written at exit from these very files: see _remove_at_exit.
+            self._finalizer.atexit = False
+            _OPEN_GROUPS.add(self)
 
     def column(self, scope: str, metric: str, buffer_values: int | None = None) -> SpillColumn:
         """The column of ``metric`` in ``scope``, created on first use (with its own buffer size if given)."""
@@ -301,6 +312,7 @@ class SpillGroup:
     def flush(self) -> None:
         """Spill every buffer and write ``columns.json`` (what each file holds), e.g. to reduce elsewhere."""
         manifest = []
+        self.directory.mkdir(parents=True, exist_ok=True)
         for (scope, metric), column in self._columns.items():
             column.spill()
             manifest.append({"file": column.path.name, "scope": scope, "metric": metric, "count": column.spilled})
@@ -319,6 +331,23 @@ class SpillGroup:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+_OPEN_GROUPS: weakref.WeakSet[SpillGroup] = weakref.WeakSet()
+
+
+def _remove_at_exit() -> None:
+    for group in list(_OPEN_GROUPS):
+        # detach(), not a call: once weakref's own exit hook has run, calling a finalizer is a no-op.
+        detached = group._finalizer.detach() if group._finalizer is not None else None
+        if detached is not None:
+            _, func, args, kwargs = detached
+            func(*args, **kwargs)
+
+
+# Registered when this module is imported, before the harness registers its own exit hooks
+# (which may still read the files to write a summary): atexit runs hooks last-in, first-out.
+atexit.register(_remove_at_exit)
 
 
 def _safe(name: str) -> str:

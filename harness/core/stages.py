@@ -22,19 +22,28 @@ The knee and the max sustainable load are computed by :func:`find_knee` and
 :func:`max_sustainable` (rules in their docstrings). The same :class:`StageAnalysis` runs
 live (fed by ``llm_request``) and offline (fed from ``requests.jsonl``), so both give the
 same figures.
+
+Memory: nothing is kept per call. Concurrency sums and completion counts are running
+totals (:mod:`harness.core.stage_totals`), and each stage's samples go to a store made by
+``store_factory`` (a spilled store in a live run; in memory by default). A call is added
+after it ended, so a stage still open at that moment ends later than the call: its
+overlap with that stage runs to the call's end. A run without stages is one stage, the
+whole run, whose samples are the run's own: a live run passes ``whole_run_samples=False``
+and gives :meth:`StageAnalysis.analyse` the run's summary instead of keeping them twice.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
-from array import array
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from harness.core.measure import CallRecord
 from harness.core.slo import SLO, call_meets, evaluate, parse_slo
+from harness.core.stage_totals import Ended, ExactSum
 from harness.core.summary import SampleStore
 
 __all__ = [
@@ -110,26 +119,57 @@ def offered_text(kind: str, offered: float) -> str:
     return f"{offered:g} user" + ("" if offered == 1 else "s")
 
 
+class Samples(Protocol):
+    """What a stage keeps of its calls' samples: ``SampleStore`` or the spilled store."""
+
+    def add(self, record: CallRecord) -> None: ...
+
+    def summary(self, *, duration_s: float) -> dict[str, Any]: ...
+
+
 @dataclass
 class _StageData:
-    store: SampleStore
+    store: Samples | None
     warmup_calls: int = 0
     late: int = 0
-    lateness: list[float] = field(default_factory=list)
+    late_max_s: float = 0.0
+
+
+class _Span:
+    """A stage's running totals: its calls' overlaps with its window, and the calls that ended in it."""
+
+    __slots__ = ("busy", "ended")
+
+    def __init__(self) -> None:
+        self.busy = ExactSum()
+        self.ended = Ended()
 
 
 class StageAnalysis:
     """Collects stage boundaries and calls; computes the per-stage rows and the verdicts."""
 
-    def __init__(self, slos: Sequence[SLO] = ()) -> None:
+    def __init__(
+        self,
+        slos: Sequence[SLO] = (),
+        *,
+        store_factory: Callable[[Callable[[CallRecord], bool]], Samples] | None = None,
+        whole_run_samples: bool = True,
+    ) -> None:
         self.slos: list[SLO] = list(slos)
         self.stages: list[Stage] = []
         self.notes: dict[str, Any] = {}  # e.g. the sweep's stop reason and the load options, for summary.json
         self._data: dict[str, _StageData] = {}
-        self._begins = array("d")
-        self._ends = array("d")
-        # (t_end, scenario, finished, good, output tokens) of every call, for completion-based rates.
-        self._done: list[tuple[float, str, bool, bool, int]] = []
+        self._store_factory = store_factory or (lambda good: SampleStore(good=good))
+        self._whole_run_samples = whole_run_samples
+        self._spans: list[_Span] = []  # one per stage, in the order of self.stages
+        # The whole run (a run without stages): first begin, last end, every call's time busy,
+        # the calls that ended, and those of them that ended at the last end (outside [first, last)).
+        self._calls = 0
+        self._first_begin = math.inf
+        self._last_end = -math.inf
+        self._busy = ExactSum()
+        self._ended = Ended()
+        self._at_last_end = Ended()
 
     # -- feeding ----------------------------------------------------------------------
 
@@ -159,64 +199,96 @@ class StageAnalysis:
             stage.dropped += dropped
 
     def add(self, record: CallRecord) -> None:
-        began = record.t_start - record.queue_s
-        self._begins.append(began)
-        self._ends.append(record.t_end)
+        began, end = record.t_start - record.queue_s, record.t_end
         finished = not record.outcome.cancelled
-        self._done.append(
-            (record.t_end, record.scenario, finished, call_meets(record, self.slos), record.output_tokens or 0)
-        )
-        data = self._data_for(record.stage or WHOLE_RUN)
+        good, tokens = call_meets(record, self.slos), record.output_tokens or 0
+        self._add_to_whole_run(record.scenario, began, end, finished, good, tokens)
+        spans = self._spans
+        while len(spans) < len(self.stages):
+            spans.append(_Span())
+        for stage, span in zip(self.stages, spans, strict=False):
+            lo, hi = stage.t_measure, stage.t_end
+            # The overlap with the window; a stage still open ends after this call did.
+            overlap = (end if hi is None else min(end, hi)) - max(began, lo)
+            if overlap > 0:
+                span.busy.add(overlap)
+            if finished and lo <= end and (hi is None or end < hi):
+                span.ended.add(record.scenario, good, tokens)
+        label = record.stage or WHOLE_RUN
+        data = self._data_for(label)
         if record.warmup:
             data.warmup_calls += 1
             return
-        data.store.add(record)
+        if data.store is not None:
+            data.store.add(record)
         lateness = began - record.t_scheduled
         if lateness > LATE_AFTER_S:
             data.late += 1
-            data.lateness.append(lateness)
+            data.late_max_s = max(data.late_max_s, lateness)
+
+    def _add_to_whole_run(
+        self, scenario: str, began: float, end: float, finished: bool, good: bool, tokens: int
+    ) -> None:
+        self._calls += 1
+        self._first_begin = min(self._first_begin, began)
+        if end - began > 0:  # a call lies wholly in the whole run's window
+            self._busy.add(end - began)
+        if end > self._last_end:
+            self._last_end = end
+            self._at_last_end = Ended()
+        if finished:
+            self._ended.add(scenario, good, tokens)
+            if end == self._last_end:
+                self._at_last_end.add(scenario, good, tokens)
 
     def _data_for(self, label: str) -> _StageData:
         data = self._data.get(label)
         if data is None:
-            data = self._data[label] = _StageData(SampleStore(good=lambda r: call_meets(r, self.slos)))
+            keep = label != WHOLE_RUN or self._whole_run_samples
+            data = self._data[label] = _StageData(self._store_factory(self._good) if keep else None)
         return data
+
+    def _good(self, record: CallRecord) -> bool:
+        return call_meets(record, self.slos)
+
+    def close(self) -> None:
+        """Release the stages' stores (a spilled store removes its files)."""
+        for data in self._data.values():
+            close = getattr(data.store, "close", None)
+            if close is not None:
+                close()
 
     # -- results ----------------------------------------------------------------------
 
-    def _stages_or_whole_run(self) -> list[Stage]:
+    def _stages_or_whole_run(self) -> list[tuple[Stage, ExactSum, Ended]]:
+        """Each stage with its overlaps and its calls that ended in its window."""
         if self.stages:
-            return self.stages
-        if not self._begins:
+            spans = self._spans + [_Span() for _ in range(len(self.stages) - len(self._spans))]
+            return [(stage, span.busy, span.ended) for stage, span in zip(self.stages, spans, strict=False)]
+        if not self._calls:
             return []
         # A run without a load shape is one stage: the whole run, with no warm-up.
-        return [Stage(WHOLE_RUN, 0, "users", 0.0, min(self._begins), 0.0, max(self._ends))]
+        whole = Stage(WHOLE_RUN, 0, "users", 0.0, self._first_begin, 0.0, self._last_end)
+        return [(whole, self._busy, self._ended.minus(self._at_last_end))]
 
-    def _concurrency(self, stage: Stage) -> float:
+    @staticmethod
+    def _concurrency(stage: Stage, busy: ExactSum) -> float:
         lo, hi = stage.t_measure, stage.t_end or stage.t_measure
         if hi <= lo:
             return 0.0
-        overlaps = (min(e, hi) - max(b, lo) for b, e in zip(self._begins, self._ends, strict=True))
-        return math.fsum(o for o in overlaps if o > 0) / (hi - lo)
+        return busy.value / (hi - lo)
 
-    def _completion_rates(self, stage: Stage, block: dict[str, Any]) -> None:
+    @staticmethod
+    def _completion_rates(stage: Stage, block: dict[str, Any], ended: Ended) -> None:
         """Replace the block's rates by calls *ending* in the measured window, per second.
 
         Throughput is what the service delivered in the window, whichever stage a call
         started in; so the last stage is not short of the calls the run's end cancelled.
         """
-        lo, hi, window = stage.t_measure, stage.t_end or stage.t_measure, stage.window_s
-        totals: dict[str | None, list[int]] = {None: [0, 0, 0]}
-        for t_end, scenario, finished, good, tokens in self._done:
-            if finished and lo <= t_end < hi:
-                for key in (None, scenario):
-                    counts = totals.setdefault(key, [0, 0, 0])
-                    counts[0] += 1
-                    counts[1] += good
-                    counts[2] += tokens
+        window = stage.window_s
         targets = [(None, block["overall"]), *block["scenarios"].items()]
         for key, target in targets:
-            n, n_good, n_tokens = totals.get(key, [0, 0, 0])
+            n, n_good, n_tokens = ended.totals.get(key, [0, 0, 0])
             target["requests_per_s"] = n / window if window > 0 else 0.0
             target["goodput_per_s"] = n_good / window if window > 0 else 0.0
             target["output_tokens_per_s"] = n_tokens / window if window > 0 else 0.0
@@ -224,35 +296,45 @@ class StageAnalysis:
     def running_row(self, label: str) -> dict[str, Any]:
         """Stage ``label``'s figures so far: its measured calls that have ended; no rates (its window is open)."""
         data = self._data.get(label) or _StageData(SampleStore())
-        block = data.store.summary(duration_s=0.0)
+        block = (data.store or SampleStore()).summary(duration_s=0.0)
         return {"label": label, "overall": block["overall"], "scenarios": block["scenarios"]}
 
-    def rows(self) -> list[dict[str, Any]]:
-        """One summary block per stage (``summary.json``'s ``stages`` values), in run order."""
+    def rows(self, whole_run: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One summary block per stage (``summary.json``'s ``stages`` values), in run order.
+
+        ``whole_run``: the run's own summary document, the whole-run stage's samples when the
+        analysis keeps none of its own (``whole_run_samples=False``).
+        """
         rows = []
-        for stage in self._stages_or_whole_run():
+        for stage, busy, ended in self._stages_or_whole_run():
             data = self._data.get(stage.label) or _StageData(SampleStore())
-            block = data.store.summary(duration_s=stage.window_s)
-            self._completion_rates(stage, block)
-            lateness = sorted(data.lateness)
+            if data.store is None and whole_run is not None:
+                # Rates differ (replaced below); every other figure is the run's own.
+                block = {
+                    "overall": copy.deepcopy(whole_run["overall"]),
+                    "scenarios": copy.deepcopy(whole_run["scenarios"]),
+                }
+            else:
+                block = (data.store or SampleStore()).summary(duration_s=stage.window_s)
+            self._completion_rates(stage, block, ended)
             rows.append(
                 {
                     **stage.to_dict(),
                     "t_measure": stage.t_measure,
                     "window_s": stage.window_s,
                     "warmup_calls": data.warmup_calls,
-                    "concurrency_mean": self._concurrency(stage),
+                    "concurrency_mean": self._concurrency(stage, busy),
                     "late": data.late,
-                    "late_max_s": lateness[-1] if lateness else 0.0,
+                    "late_max_s": data.late_max_s,
                     "overall": block["overall"],
                     "scenarios": block["scenarios"],
                 }
             )
         return rows
 
-    def analyse(self, sweep_limits: Sequence[SLO] = ()) -> dict[str, Any]:
-        """The ``stages`` section and the ``load_analysis`` verdicts of summary.json."""
-        rows = self.rows()
+    def analyse(self, sweep_limits: Sequence[SLO] = (), whole_run: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The ``stages`` section and the ``load_analysis`` verdicts of summary.json (``whole_run``: :meth:`rows`)."""
+        rows = self.rows(whole_run)
         criteria = criteria_for(self.slos, sweep_limits, rows)
         for row in rows:
             results = evaluate([replace(c, stage=None) for c in criteria if c.stage in (None, row["label"])], row)
@@ -282,16 +364,15 @@ class StageAnalysis:
     ) -> StageAnalysis:
         """Rebuild an analysis offline from ``requests.jsonl`` records and known boundaries."""
         analysis = cls(slos)
-        analysis.stages = [replace(s) for s in stages]
         kept = list(records)
+        # Boundaries first: each call is added against every stage it overlaps.
+        analysis.stages = [replace(s) for s in stages] if stages else _stages_from_records(kept)
         for record in kept:
             analysis.add(record)
-        if not analysis.stages:
-            analysis.stages = _stages_from_records(analysis, kept)
         return analysis
 
 
-def _stages_from_records(analysis: StageAnalysis, records: Sequence[CallRecord]) -> list[Stage]:
+def _stages_from_records(records: Sequence[CallRecord]) -> list[Stage]:
     """Boundaries guessed when none were saved: each label from its first call to the next label's first.
 
     The offered load is read back from the label (``u4`` = 4 users, ``r2.5`` = 2.5 req/s) and
@@ -307,7 +388,7 @@ def _stages_from_records(analysis: StageAnalysis, records: Sequence[CallRecord])
     if set(firsts) <= {WHOLE_RUN}:
         return []
     order = sorted(firsts, key=firsts.__getitem__)
-    end = max(analysis._ends)
+    end = max(r.t_end for r in records)
     stages = []
     for i, label in enumerate(order):
         kind, offered = parse_label(label)

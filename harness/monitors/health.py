@@ -110,10 +110,11 @@ class GeneratorHealth:
         self.sampler.start()
 
     def _on_test_stopping(self, **_: Any) -> None:
-        # Locust's stop() blocks the loop for ~0.2 s (it formats its caller's frame with
-        # inspect.stack()) just before this event, with calls still in flight. Without a
-        # --stop-timeout those calls are cancelled, so that stall delays no reported figure and
-        # must not make a comfortable run generator-bound; with one they may still finish, late.
+        # Locust's stop() may block the loop just before this event, with calls still in flight
+        # (it formats its caller's frame with inspect.stack(): ~0.2 s the first time, which a CLI
+        # run pays at start-up). Without a --stop-timeout the calls that end from now on are
+        # cancelled (Harness.call), so a stall here delays no reported figure and must not make a
+        # comfortable run generator-bound; with one they may still finish, late.
         if not self.environment.stop_timeout:
             self.sampler.begin_stopping()
 

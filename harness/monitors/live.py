@@ -1,10 +1,22 @@
 """Live figures of the run in progress: what the web UI's LLM tab and ``GET /llm/stats`` show.
 
-The harness's :class:`~harness.core.summary.SampleStore` already keeps every sample of the run,
-so the run-wide figures here are exactly those ``summary.json`` will hold. This module adds
-what a person watching a run needs besides: the same figures over a recent window, calls in
-flight, the current stage, rate-limit headroom from the ``anthropic-ratelimit-*`` headers, a
-time series for the charts, and throughput against latency per stage.
+Two scopes of figure (:class:`~harness.core.window.Scope`), both in bounded memory whatever
+the run's length:
+
+* ``run``: since the run began. Counts, rates, means and maxima are the run's running
+  counters (exact, cheap); the run-wide *percentiles* come from the last reduction of the
+  run's spilled samples (:meth:`~harness.runtime.state.Harness.reduce`, in gevent's
+  threadpool, started again once the last is older than ``max(5 s, 10 x its cost)``, or
+  from a ``--summary-every`` rewrite), so the document says when they were taken
+  (``run_percentiles_at_s``); after the stop they are summary.json's own;
+* ``window``: over the calls that ended in the last 30 s (:class:`~harness.core.window.RecentWindow`,
+  one-second slots), exact unless the window held more than a million samples
+  (``window_exact``).
+
+Besides: calls in flight, the current stage, rate-limit headroom from the
+``anthropic-ratelimit-*`` headers, a time series for the charts (bounded: it halves its
+resolution past :data:`MAX_POINTS`), and throughput against latency per stage (each stage's
+latencies reservoir-sampled past :data:`STAGE_SAMPLES`).
 
 Everything is computed from the ``llm_request`` event, so on a master, which re-fires the
 workers' records there, the figures are the merged ones. Calls in flight on workers reach
@@ -13,9 +25,9 @@ the master through Locust's own worker reports.
 
 from __future__ import annotations
 
+import random
 import time
 from array import array
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +38,9 @@ from locust.runners import MasterRunner, WorkerRunner
 from harness.core.measure import CallRecord
 from harness.core.ratelimits import parse_ratelimit
 from harness.core.slo import call_meets
-from harness.core.summary import SampleStore, distribution
+from harness.core.spillstore import SpilledSampleStore
+from harness.core.summary import LATENCY_METRICS, PERCENTILES, SampleStore, distribution
+from harness.core.window import RecentWindow
 from harness.runtime.features import Feature
 from harness.runtime.state import Harness, harness_of
 
@@ -41,9 +55,39 @@ CHART_WINDOW_S = 10.0
 MAX_POINTS = 600
 """Chart points kept; past it the series halves its resolution, so memory stays bounded."""
 
+STAGE_SAMPLES = 50_000
+"""Latencies a stage keeps exactly per metric (400 KB); past it, a uniform reservoir of that size."""
+
+PERCENTILE_REFRESH_S = 5.0
+"""Run-wide percentiles are reduced again at most this often (or 10x the last reduction's time)."""
+
 _REPORT_KEY = "llm_in_flight"
 
 Section = Callable[[], dict[str, Any] | None]
+
+
+class _Reservoir:
+    """Up to ``size`` samples kept exactly, then a uniform sample of that size (Algorithm R)."""
+
+    __slots__ = ("seen", "size", "values")
+
+    def __init__(self, size: int = STAGE_SAMPLES) -> None:
+        self.size = size
+        self.seen = 0
+        self.values: array[float] = array("d")
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self.values) < self.size:
+            self.values.append(value)
+            return
+        j = random.randrange(self.seen)
+        if j < self.size:
+            self.values[j] = value
+
+    @property
+    def exact(self) -> bool:
+        return self.seen == len(self.values)
 
 
 class _Stage:
@@ -54,8 +98,8 @@ class _Stage:
         self.calls = 0
         self.ok = 0
         self.output_tokens = 0
-        self.ttft: array[float] = array("d")
-        self.completion: array[float] = array("d")
+        self.ttft = _Reservoir()
+        self.completion = _Reservoir()
         self.seen_s = 0.0  # how long the harness was observed in this stage
 
     def add(self, record: CallRecord) -> None:
@@ -64,13 +108,13 @@ class _Stage:
         if not record.outcome.ok:
             return
         self.ok += 1
-        self.completion.append(record.completion_s)
+        self.completion.add(record.completion_s)
         if record.ttft_s is not None:
-            self.ttft.append(record.ttft_s)
+            self.ttft.add(record.ttft_s)
 
     def summary(self) -> dict[str, Any]:
         span = self.seen_s
-        ttft = distribution(self.ttft)
+        ttft = distribution(self.ttft.values)
         return {
             "stage": self.name,
             "calls": self.calls,
@@ -80,7 +124,8 @@ class _Stage:
             "output_tokens_per_s": self.output_tokens / span if span > 0 else None,
             "ttft_p50_s": ttft["p50"],
             "ttft_p95_s": ttft["p95"],
-            "completion_p50_s": distribution(self.completion)["p50"],
+            "completion_p50_s": distribution(self.completion.values)["p50"],
+            "exact": self.ttft.exact and self.completion.exact,
         }
 
 
@@ -133,6 +178,8 @@ class LiveStats:
         self._cache: dict[str, Any] | None = None
         self._cache_at = 0.0
         self._cost = 0.0
+        self._reducing: gevent.Greenlet | None = None
+        self._reduce_cost = 0.0
         self._ticker: gevent.Greenlet | None = None
         harness_of(environment)  # the run's state and its llm_* events exist from here on
         events = environment.events
@@ -152,8 +199,18 @@ class LiveStats:
 
     # -- events ---------------------------------------------------------------------
 
+    def _clock(self) -> float:
+        # The window stops moving when the run stops: it then shows the run's last window_s.
+        return self._stopped if self._stopped is not None else time.monotonic()
+
     def _reset(self) -> None:
-        self._window: deque[tuple[float, CallRecord]] = deque()
+        self._stopped: float | None = None
+        self._recent = RecentWindow(
+            self.window_s,
+            slot_s=min(1.0, self.window_s / 30),
+            good=lambda record: call_meets(record, self.harness.slos),
+            clock=self._clock,
+        )
         self._stages: dict[str, _Stage] = {}
         self._series: list[dict[str, Any]] = []
         self._stride = 1
@@ -161,12 +218,10 @@ class LiveStats:
         self._last_tick: float | None = None
         self._ratelimit: dict[str, dict[str, dict[str, Any]]] = {}
         self._started: float | None = None
-        self._stopped: float | None = None
         self._summary_sections: dict[str, Any] = {}
 
     def _on_record(self, *, record: CallRecord, **_: Any) -> None:
-        now = time.monotonic()
-        self._window.append((now, record))
+        self._recent.add(record)
         if record.stage is not None:
             stage = self._stages.get(record.stage)
             if stage is None:
@@ -225,10 +280,9 @@ class LiveStats:
         self._ticks += 1
         if self._ticks % self._stride:
             return
-        recent = [r for at, r in self._window if at >= now - self.chart_window_s]
         span = min(self.chart_window_s, now - self._started)
-        ok = [r for r in recent if r.ok]
-        ttft = distribution(r.ttft_s for r in ok if r.ttft_s is not None)
+        recent = self._recent.summary(self.chart_window_s, duration_s=span)["overall"]
+        calls, ttft = recent["calls"], recent["ttft_s"]
         runner = self.environment.runner
         self._series.append(
             {
@@ -236,11 +290,11 @@ class LiveStats:
                 "stage": stage_name,
                 "users": runner.user_count if runner is not None else 0,
                 "in_flight": sum(self.in_flight().values()),
-                "requests_per_s": len(recent) / span if span > 0 else 0.0,
-                "output_tokens_per_s": sum(r.output_tokens or 0 for r in recent) / span if span > 0 else 0.0,
+                "requests_per_s": calls / span if span > 0 else 0.0,
+                "output_tokens_per_s": recent["output_tokens"] / span if span > 0 else 0.0,
                 "ttft_p50_s": ttft["p50"],
                 "ttft_p95_s": ttft["p95"],
-                "errors_per_s": (len(recent) - len(ok)) / span if span > 0 else 0.0,
+                "errors_per_s": (calls - recent["ok"]) / span if span > 0 else 0.0,
             }
         )
         if len(self._series) > MAX_POINTS:
@@ -250,11 +304,7 @@ class LiveStats:
     # -- figures ----------------------------------------------------------------------
 
     def snapshot(self, *, max_age_s: float = 0.5) -> dict[str, Any]:
-        """The ``/llm/stats`` document; recomputed at most every ``max_age_s``.
-
-        Exact percentiles sort every sample of the run, so on a very long run the document is
-        recomputed no more often than ten times what it took last time: at most ~10% of a core.
-        """
+        """The ``/llm/stats`` document; recomputed at most every ``max_age_s`` (or 10x its last cost)."""
         now = time.monotonic()
         if self._cache is not None and now - self._cache_at < max(max_age_s, 10 * self._cost):
             return self._cache
@@ -266,7 +316,7 @@ class LiveStats:
 
     def _compute(self, now: float) -> dict[str, Any]:
         harness = self.harness
-        run = harness.store.summary(duration_s=harness.duration_s)
+        run, percentiles_at = self._run_figures()
         window, window_len = self._window_summary(now)
         empty = SampleStore().summary(duration_s=window_len)["overall"]
         in_flight = self.in_flight()
@@ -280,6 +330,8 @@ class LiveStats:
             "users": runner.user_count if runner is not None else 0,
             "elapsed_s": harness.duration_s,
             "window_s": window_len,
+            "window_exact": window["exact"],
+            "run_percentiles_at_s": percentiles_at,
             "total": {**_row(run["overall"], window["overall"]), "in_flight": sum(in_flight.values())},
             "scenarios": {
                 name: {
@@ -296,15 +348,55 @@ class LiveStats:
 
     def _window_summary(self, now: float) -> tuple[dict[str, Any], float]:
         end = self._stopped if self._stopped is not None else now
-        while self._window and self._window[0][0] < end - self.window_s:
-            self._window.popleft()
         started = self._started if self._started is not None else end
         window_len = max(0.0, min(self.window_s, end - started))
-        slos = self.harness.slos
-        store = SampleStore(good=lambda r: call_meets(r, slos))
-        for _, record in self._window:
-            store.add(record)
-        return store.summary(duration_s=window_len), window_len
+        return self._recent.summary(duration_s=window_len), window_len
+
+    def _run_figures(self) -> tuple[dict[str, Any], float | None]:
+        """The run-wide document and the run's elapsed seconds its percentiles were reduced at."""
+        harness = self.harness
+        if not harness.running and harness.last_summary is not None:
+            return harness.last_summary, harness.last_summary["duration_s"]  # the stopped run's summary.json
+        store = harness.store
+        if not isinstance(store, SpilledSampleStore):
+            return store.summary(duration_s=harness.duration_s), harness.duration_s
+        run = store.summary(duration_s=harness.duration_s, percentiles=False)
+        self._refresh_percentiles(run["overall"]["ok"])
+        if harness.reduced is None:
+            return run, None
+        reduced, at = harness.reduced
+        for name, block in [("", run["overall"]), *run["scenarios"].items()]:
+            source = reduced["overall"] if not name else reduced["scenarios"].get(name)
+            if source is None:
+                continue
+            for metric in LATENCY_METRICS:
+                for q in PERCENTILES:
+                    block[f"{metric}_s"][f"p{q}"] = source[f"{metric}_s"][f"p{q}"]
+        return run, at
+
+    def _refresh_percentiles(self, ok_now: int) -> None:
+        """Reduce the run's samples again in the background once the last reduction is old enough.
+
+        Early in a run, when the samples at least doubled since the last reduction, sooner: a
+        reduction of a few samples costs nothing, and the first calls' figures then show at once.
+        """
+        harness = self.harness
+        if self._reducing is not None and not self._reducing.dead:
+            return
+        if harness.reduced is not None:
+            age = harness.duration_s - harness.reduced[1]
+            doubled = ok_now > 2 * harness.reduced[0]["overall"]["ok"]
+            if age < max(PERCENTILE_REFRESH_S, 10 * self._reduce_cost) and not doubled:
+                return
+        self._reducing = gevent.spawn(self._reduce)
+
+    def _reduce(self) -> None:
+        began = time.perf_counter()
+        harness = self.harness
+        if harness.running:
+            harness.reduce()
+            self._reduce_cost = time.perf_counter() - began
+            self._cache = None
 
 
 def _row(run: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:

@@ -19,9 +19,13 @@ from harness.runtime.features import Feature
 from harness.runtime.shutdown import flushing_at_exit
 from harness.runtime.state import Harness
 
-__all__ = ["FEATURE", "install", "write_files"]
+__all__ = ["FEATURE", "REPORT_MAX_CALLS", "install", "write_files"]
 
 log = logging.getLogger(__name__)
+
+REPORT_MAX_CALLS = 1_000_000
+"""report.html charts every call from memory (~3.5 KB a record of 50 gaps while it builds): past this
+many calls a run does not build it at its end, where a soak would need tens of GB for it."""
 
 
 def write_files(report_dir: str, summary: dict[str, Any], shaped: bool) -> None:
@@ -34,6 +38,16 @@ def write_files(report_dir: str, summary: dict[str, Any], shaped: bool) -> None:
         # (and plotting during interpreter exit turned Python's Ctrl-C status 130 into 1).
         log.warning(
             "report.html not written for an interrupted run; build it with: python -m harness.report %s", report_dir
+        )
+        return
+    calls = int(summary.get("overall", {}).get("calls", 0))
+    if calls > REPORT_MAX_CALLS:
+        log.warning(
+            "report.html not written: charting %d calls would need ~%.0f GB of memory; summary.json and stages.csv "
+            "hold every figure (python -m harness.report %s builds it where the memory is)",
+            calls,
+            calls * 3.5e3 / 1e9,
+            report_dir,
         )
         return
     try:

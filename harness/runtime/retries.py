@@ -11,15 +11,20 @@ wait between attempts honours the server's ``retry-after`` (capped by
 The ``retries`` section of summary.json counts attempts, retried, recovered and
 exhausted calls, and gives the end-to-end latency of logical calls (first attempt's
 start to last attempt's end) so the cost of retrying is never hidden. It is built from
-the records alone, so a master computes it from its workers' records too.
+the records alone, so a master computes it from its workers' records too. The first
+attempts' latencies are spilled to disk (:mod:`harness.core.spill`) and reduced exactly at
+the end, so a soak's memory does not grow with its calls; only failed calls that may still
+be retried are kept in memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gevent
+import numpy as np
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
 
 from harness.core.errors import ConfigError
@@ -27,7 +32,7 @@ from harness.core.measure import CallRecord
 from harness.core.options import option
 from harness.core.outcome import OutcomeKind
 from harness.core.request import MessageRequest
-from harness.core.summary import distribution
+from harness.core.spill import ColumnSnapshot, SpillColumn, SpillGroup, figures_of
 from harness.runtime.features import Feature
 from harness.runtime.state import Harness
 
@@ -143,9 +148,11 @@ class RetryStats:
         self.reset()
 
     def reset(self) -> None:
+        self.close()
         self.attempts = 0
         self.calls = 0
-        self._ok_first: list[float] = []
+        self._group: SpillGroup | None = None
+        self._ok_first: SpillColumn | None = None  # completion times of calls that succeeded at once
         # first attempt's call_id -> [t_scheduled of attempt 1, t_end of the latest attempt, its outcome, attempts]
         self._open: dict[str, list[Any]] = {}
 
@@ -154,8 +161,11 @@ class RetryStats:
         if record.retry_of is None:
             self.calls += 1
             if record.ok:
+                if self._ok_first is None:
+                    self._group = SpillGroup()  # a temporary directory, removed at close()
+                    self._ok_first = self._group.column("retries", "end_to_end")
                 self._ok_first.append(record.completion_s)
-            else:
+            elif self.policy.retries:  # with no retries no call is ever retried: nothing to keep
                 self._open[record.call_id] = [record.t_scheduled, record.t_end, record.outcome, 1]
             return
         group = self._open.get(record.retry_of)
@@ -165,6 +175,10 @@ class RetryStats:
     def snapshot(self) -> dict[str, Any]:
         retried = [g for g in self._open.values() if g[3] > 1]
         recovered = [g for g in retried if g[2].ok]
+        parts: list[SpillColumn | ColumnSnapshot] = [self._ok_first] if self._ok_first is not None else []
+        if recovered:
+            spans = np.array([g[1] - g[0] for g in recovered], np.float64)
+            parts.append(ColumnSnapshot(Path(), 0, spans, float(spans.sum()), float(spans.min()), float(spans.max())))
         return {
             "max_retries": self.policy.retries,
             "calls": self.calls,
@@ -172,8 +186,14 @@ class RetryStats:
             "retried_calls": len(retried),
             "recovered": len(recovered),
             "exhausted": len(retried) - len(recovered),
-            "end_to_end_s": distribution([*self._ok_first, *(g[1] - g[0] for g in recovered)]),
+            "end_to_end_s": figures_of(parts).distribution(),
         }
+
+    def close(self) -> None:
+        """Remove the spilled latencies' files."""
+        group = getattr(self, "_group", None)
+        if group is not None:
+            group.close()
 
 
 def install(harness: Harness, policy: RetryPolicy | None = None) -> RetryStats:

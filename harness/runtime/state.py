@@ -6,10 +6,18 @@ the artefact files and the installed features (:mod:`harness.runtime.features`),
 found by its type. :func:`attach` creates it (the plugin does so at Locust's ``init``;
 in-process runs may call it directly) and :func:`harness_of` finds it; it is the one
 attribute the harness sets on Locust's ``Environment``.
+
+A run's samples are spilled to disk (:class:`~harness.core.spillstore.SpilledSampleStore`,
+in ``<report dir>/.samples`` or a temporary directory), so a run of any length holds a flat
+amount of memory; reducing them to summary.json runs in gevent's threadpool
+(:meth:`Harness.reduce`), so the event loop goes on timing calls and serving the web UI
+meanwhile. The store is closed (its files removed) when the next run starts or the process
+quits, after every reduction still reading it has finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -23,18 +31,21 @@ import gevent
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from harness.core.artefacts import RequestsWriter, write_json_atomic
+from harness.core.artefacts import write_json_atomic
 from harness.core.errors import CallError, ConfigError
 from harness.core.measure import CANCELLED, OK, PROTOCOL, CallMeasurement, CallRecord
 from harness.core.options import from_namespace
 from harness.core.platforms import platform_model
+from harness.core.records_io import RotatingRequestsWriter
 from harness.core.redact import redact
 from harness.core.request import MessageRequest
 from harness.core.slo import SLO, call_meets
+from harness.core.spillstore import SpilledSampleStore
 from harness.core.summary import SampleStore
 from harness.runtime import events as llm_events
 from harness.runtime.deadline import call_deadline
 from harness.runtime.idle_reports import IdleReporter
+from harness.runtime.offloop import OffLoop
 from harness.runtime.options import HarnessOptions
 from harness.runtime.target import transport_auth
 from harness.transports.base import Transport, TransportConfig
@@ -53,6 +64,11 @@ log = logging.getLogger(__name__)
 _ATTR = "llm_harness"
 STOPPED = "run stopped mid-call"
 
+SAMPLES_DIR = ".samples"
+"""Where a run that writes artefacts spills its samples, inside the report directory (removed at the end)."""
+
+Store = SampleStore | SpilledSampleStore
+
 
 class Harness:
     """Run state and the one path every measured call takes."""
@@ -68,8 +84,15 @@ class Harness:
         self.warmup = False  # set by a load shape while its stage warms up; stamped on each record
         self.block: Block | None = None  # set by a lever study while one of its blocks runs; stamped likewise
         self.slos: list[SLO] = []
-        self.store = self._new_store()
-        self.requests: RequestsWriter | None = None
+        # In memory until a run starts (nothing is written for a process that never runs one).
+        self.store: Store = SampleStore(good=self._good)
+        self.requests: RotatingRequestsWriter | None = None
+        self.rotate_bytes: int | None = None  # --rotate-records, set by the rolling-artefacts feature
+        # The last reduction of the store: (its summary document, the run's elapsed seconds then).
+        self.reduced: tuple[dict[str, Any], float] | None = None
+        # Reductions and gzip of rotated parts, in gevent's threadpool: waited for before the
+        # files they read are closed or removed.
+        self.off_loop = OffLoop()
         self._in_flight: dict[str, CallMeasurement] = {}
         self._run_started: float | None = None
         # The run began to stop and kills its users without waiting (no --stop-timeout): a call
@@ -93,6 +116,7 @@ class Harness:
         environment.events.test_start.add_listener(self._on_test_start)
         environment.events.test_stopping.add_listener(self._on_test_stopping)
         environment.events.test_stop.add_listener(self._on_test_stop)
+        environment.events.quitting.add_listener(self._on_quitting)
 
     # -- features -------------------------------------------------------------------
 
@@ -123,8 +147,42 @@ class Harness:
         """A feature's options for this run, from Locust's parsed options (defaults for a run built in code)."""
         return from_namespace(options_class, self.environment.parsed_options)
 
-    def _new_store(self) -> SampleStore:
-        return SampleStore(good=lambda record: call_meets(record, self.slos))
+    def _good(self, record: CallRecord) -> bool:
+        return call_meets(record, self.slos)
+
+    def _new_store(self) -> SpilledSampleStore:
+        report_dir = self.options.report_dir
+        directory = Path(report_dir) / SAMPLES_DIR if report_dir and self.writes_artefacts else None
+        if directory is not None and directory.is_dir():
+            for stale in directory.iterdir():  # a killed run's samples (only this process writes here)
+                if stale.suffix == ".f64" or stale.name == "columns.json":
+                    stale.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # made anew, so it is removed at the end again
+                directory.rmdir()
+        return SpilledSampleStore(good=self._good, directory=directory)
+
+    def _close_store(self) -> None:
+        """Remove the store's files, once every reduction reading them has finished."""
+        self.off_loop.wait()
+        if isinstance(self.store, SpilledSampleStore):
+            self.store.close()
+
+    def reduce(self) -> dict[str, Any]:
+        """:meth:`summary`, computed in gevent's threadpool while this greenlet waits; kept as :attr:`reduced`.
+
+        numpy releases the GIL while it reads, counts and sorts, so the event loop goes on
+        timing calls meanwhile.
+        """
+        duration, extra = self.duration_s, {"config": self.run_config()}
+        store = self.store
+        if isinstance(store, SpilledSampleStore):
+            snapshot = store.snapshot()
+            document = self.off_loop.run(lambda: snapshot.summary(duration_s=duration, extra=extra))
+        else:
+            document = store.summary(duration_s=duration, extra=extra)
+        if self.store is store:  # not a reduction of the last run that ended after the next one began
+            self.reduced = (document, duration)
+        return document
 
     @property
     def stage(self) -> str | None:
@@ -278,14 +336,18 @@ class Harness:
         gc.collect()
         gc.freeze()
         self._refresh_options()
+        self._close_store()
         self.store = self._new_store()
+        self.reduced = None
         if self.environment.host and not isinstance(self.environment.runner, MasterRunner):
             # Build the shared client now, so its ~1 s first import is not charged to a call.
             # (A master makes no calls: blocking it here would delay every worker's spawn.)
             self.transport(self.environment.host)
         if self.writes_artefacts:
-            if self.requests is None:
-                self.requests = RequestsWriter(Path(self.options.report_dir or "."))
+            # Rotated parts are gzipped in the threadpool: the event loop never waits for zlib.
+            self.requests = RotatingRequestsWriter(
+                Path(self.options.report_dir or "."), self.rotate_bytes, run_in=self.off_loop.start
+            )
             self.requests.open()
 
     def _refresh_options(self) -> None:
@@ -326,7 +388,7 @@ class Harness:
             self._run_ended = time.monotonic()
         for hook in self.before_summary:
             hook()
-        self.last_summary = self.summary()
+        self.last_summary = self.reduce()
         self.environment.events.llm_summary.fire(  # type: ignore[attr-defined]
             summary=self.last_summary, harness=self, environment=self.environment
         )
@@ -369,7 +431,41 @@ class Harness:
             return
         if self.requests is not None:
             self.requests.close()
+            self.off_loop.wait()  # the last rotated part compressed before anything reads the set
         write_json_atomic(Path(self.options.report_dir) / "summary.json", document)
+
+    @property
+    def running(self) -> bool:
+        """A run has started and not stopped yet."""
+        return self._run_started is not None and self._run_ended is None
+
+    def write_periodic_summary(self, every_s: float) -> bool:
+        """Rewrite summary.json with the run so far (``--summary-every``); False once the run stopped.
+
+        The document holds the final one's figures so far, plus ``periodic``; the sections
+        that features add at the end (stages, SLOs, cost, ...) are not in it.
+        """
+        if not self.running or not self.writes_artefacts or self.options.report_dir is None:
+            return False
+        document = self.reduce()
+        if not self.running:  # stopped while reducing: the final summary is (being) written
+            return False
+        document["periodic"] = {
+            "every_s": every_s,
+            "elapsed_s": document["duration_s"],
+            "written_at": time.time(),
+            "final": False,
+        }
+        write_json_atomic(Path(self.options.report_dir) / "summary.json", document)
+        return True
+
+    def _on_quitting(self, **_: Any) -> None:
+        # Locust fires quitting before it stops a run still going (its test_stop then reads the
+        # store): that run's files are left to the exit hook of harness.core.spill.
+        if self.running:
+            return
+        self._close_store()
+        self.store = SampleStore(good=self._good)
 
     @property
     def worker_name(self) -> str:

@@ -50,7 +50,15 @@ from harness.core.request import MessageRequest
 from harness.core.stream_decoder import StreamEventDecoder
 from harness.core.stream_events import usage_from
 from harness.transports.base import FIRST_TOKEN_LATE, TransportConfig
-from harness.transports.stamped_tls import ANCILLARY, StampedTLSSocket, enable_stamps, kernel_stamp
+from harness.transports.stamped_tls import (
+    ANCILLARY,
+    SO_TIMESTAMPNS,
+    TIMESPEC_SIZE,
+    StampedTLSSocket,
+    enable_stamps,
+    kernel_stamp,
+    unpack_timespec,
+)
 
 __all__ = ["FastTransport"]
 
@@ -259,7 +267,24 @@ class _StreamingResponse(HTTPSocketPoolResponse):
             if not self._plain:
                 data = self.read_some()
                 return data, None if tls is None else tls.arrived
-            self._parsed(self._recv_stamped(sock))
+            # _recv_stamped's read, inline: this is the hot path of every streamed delta.
+            if self._wait_first:
+                sock._wait(sock._read_event)
+            try:
+                data, ancillary, _, _ = sock._sock.recvmsg(self.block_size, ANCILLARY)
+            except BlockingIOError:
+                self._wait_first = True
+                continue
+            if ancillary:  # kernel_stamp, inline: the socket asked for SO_TIMESTAMPNS and nothing else
+                _, kind, value = ancillary[0]
+                if kind == SO_TIMESTAMPNS and len(value) >= TIMESPEC_SIZE:
+                    seconds, nanoseconds = unpack_timespec(value)
+                    self._arrived = seconds + nanoseconds * 1e-9
+                else:
+                    self._arrived = kernel_stamp(ancillary)
+            else:
+                self._arrived = None
+            self._parsed(data)
         data = parts.pop() if len(parts) == 1 else _join_parts(parts)
         return data, self._arrived if tls is None else tls.arrived
 
@@ -397,30 +422,38 @@ class FastTransport:
         # The wall clock minus the monotonic one (see stamped_tls.monotonic_of), read once a call:
         # only a step of the wall clock changes it, and a stamp is never later than its read.
         offset = time.time() - last_read
-        while True:
+        while measurement.t_first_token is None:
             data, arrived = read()
             if not data:
                 break
             watch.last = read_at = clock()
             now = read_at if arrived is None or arrived - offset > read_at else arrived - offset
-            if measurement.t_first_token is None:
-                before = measurement.deltas
-                for typed in feed(bytes(data)):
-                    event(typed, now)
-                if measurement.t_first_token is not None and arrived is not None:
-                    # The stamp is the newest segment's: exact for the first token unless a later
-                    # delta shared its read (the reader fell a token behind and the kernel merged
-                    # them); then the token came between the last read and that stamp.
-                    FIRST_TOKEN_LATE.add(0.0 if measurement.deltas - before == 1 else now - last_read)
-                last_read = read_at
-                continue
-            # Most reads are one more delta of the block before: timed without an event.
-            repeat = decoder.repeat
-            if repeat is not None and repeat(data) is not None and (data.isascii() or _is_utf8(data)):
-                delta(decoder.delta_type, now)
-                continue
+            before = measurement.deltas
             for typed in feed(bytes(data)):
-                event(typed, now)  # message_stop's stamp is the call's end (CallMeasurement.finish)
+                event(typed, now)
+            if measurement.t_first_token is not None and arrived is not None:
+                # The stamp is the newest segment's: exact for the first token unless a later
+                # delta shared its read (the reader fell a token behind and the kernel merged
+                # them); then the token came between the last read and that stamp.
+                FIRST_TOKEN_LATE.add(0.0 if measurement.deltas - before == 1 else now - last_read)
+            last_read = read_at
+        else:  # the first token came (a body that ended first skips this)
+            while True:
+                data, arrived = read()
+                if not data:
+                    break
+                watch.last = now = clock()
+                if arrived is not None:
+                    arrived -= offset
+                    if arrived < now:
+                        now = arrived
+                # Most reads are one more delta of the block before: timed without an event.
+                repeat = decoder.repeat
+                if repeat is not None and repeat(data) is not None and (data.isascii() or _is_utf8(data)):
+                    delta(decoder.delta_type, now)
+                    continue
+                for typed in feed(bytes(data)):
+                    event(typed, now)  # message_stop's stamp is the call's end (CallMeasurement.finish)
         for typed in decoder.flush():
             event(typed, clock())
         measurement.stream_ended()

@@ -21,14 +21,23 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ANCILLARY", "SO_TIMESTAMPNS", "StampedTLSSocket", "enable_stamps", "kernel_stamp", "monotonic_of"]
+__all__ = [
+    "ANCILLARY",
+    "SO_TIMESTAMPNS",
+    "TIMESPEC_SIZE",
+    "StampedTLSSocket",
+    "enable_stamps",
+    "kernel_stamp",
+    "monotonic_of",
+    "unpack_timespec",
+]
 
 # Linux's receive timestamps in nanoseconds (asm-generic value; Python does not name it).
 SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
 _TIMESPEC = struct.Struct("@qq")
-_TIMESPEC_SIZE = _TIMESPEC.size
-_unpack = _TIMESPEC.unpack_from
-ANCILLARY = socket.CMSG_SPACE(_TIMESPEC_SIZE)
+TIMESPEC_SIZE = _TIMESPEC.size
+unpack_timespec = _TIMESPEC.unpack_from  # (seconds, nanoseconds) of a struct timespec
+ANCILLARY = socket.CMSG_SPACE(TIMESPEC_SIZE)
 _RAW_READ = 64 * 1024
 
 
@@ -46,8 +55,8 @@ def enable_stamps(sock: Any) -> bool:
 def kernel_stamp(ancillary: Sequence[tuple[int, int, bytes]]) -> float | None:
     """The ``SO_TIMESTAMPNS`` stamp in a ``recvmsg``'s ancillary data (``time.time()`` clock), if any."""
     for level, kind, value in ancillary:
-        if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET and len(value) >= _TIMESPEC_SIZE:
-            seconds, nanoseconds = _unpack(value)
+        if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET and len(value) >= TIMESPEC_SIZE:
+            seconds, nanoseconds = unpack_timespec(value)
             return float(seconds + nanoseconds * 1e-9)
     return None
 

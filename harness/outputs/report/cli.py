@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.core.errors import ConfigError
+from harness.core.records_io import record_files
 from harness.outputs.report import write_compare, write_report
 from harness.outputs.study_table import print_study_table
 
@@ -29,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(args[1:] if compare else args)
     dirs = [Path(d) for d in ns.dirs]
     for d in dirs:
-        if not (d / "requests.jsonl").is_file():
+        if not record_files(d):
             parser.error(f"{d / 'requests.jsonl'} not found; pass the --report-dir of a run")
     try:
         if compare:
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_study_table(intervals)
         else:
             path = write_report(dirs[0], output=Path(ns.output) if ns.output else None)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, ConfigError) as exc:
         sys.stderr.write(f"python -m harness.report: error: cannot read the run ({type(exc).__name__}: {exc})\n")
         return 2
     print(path)

@@ -1,6 +1,6 @@
 """A finished run read back from its report directory: records, summary and per-stage analysis.
 
-The per-stage figures are recomputed from ``requests.jsonl`` with the same
+The per-stage figures are recomputed from ``requests.jsonl`` (or its rotated set) with the same
 :class:`harness.load.stages.StageAnalysis` the live run used; ``summary.json`` (when present)
 supplies the stage boundaries, the SLOs and the run's configuration, which the records
 alone do not hold.
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.measure import CallRecord
+from harness.core.records_io import read_records
 from harness.core.slo import parse_slo
 from harness.core.stages import Stage, StageAnalysis
 
@@ -42,21 +43,9 @@ class Run:
         return min(starts) if starts else 0.0
 
 
-def read_records(path: Path) -> list[CallRecord]:
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                records.append(CallRecord.from_dict(json.loads(line)))
-    return records
-
-
 def load_run(directory: Path, summary: Mapping[str, Any] | None = None, name: str | None = None) -> Run:
     """Read ``directory``; with ``summary`` (the live run's) use its analysis as is."""
-    requests = directory / "requests.jsonl"
-    if not requests.exists():
-        raise FileNotFoundError(f"{requests} not found: run with --report-dir {directory}")
-    records = read_records(requests)
+    records = list(read_records(directory))  # requests.jsonl, or its rotated set (--rotate-records)
     if summary is None:
         summary_path = directory / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}

@@ -174,7 +174,7 @@ def _download(environment: Any, name: str) -> Response:
     path = Path(report_dir) / name if report_dir else None
     if name == "summary.json" and (path is None or not path.exists() or _running(environment)):
         # While the run goes on (or with no --report-dir), the summary of the run so far.
-        response = make_response(json.dumps(harness.summary(), indent=2) + "\n")
+        response = make_response(json.dumps(harness.reduce(), indent=2) + "\n")
         response.mimetype = DOWNLOADS[name]
         response.headers["Content-Disposition"] = "attachment; filename=summary.json"
         return response

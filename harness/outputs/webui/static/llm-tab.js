@@ -80,6 +80,14 @@
     return `<div data-llm="status" style="margin-top:16px;display:flex;flex-wrap:wrap;color:${t.text}">${chips}</div>`;
   }
 
+  // Run-wide percentiles come from the last reduction of the run's spilled samples: say when.
+  function runScope(s) {
+    const at = s.run_percentiles_at_s;
+    if (at === null || at === undefined) return "whole run (percentiles pending)";
+    if (s.elapsed_s - at < 1) return "whole run (exact)";
+    return `whole run (exact as of ${num(at, 0)} s)`;
+  }
+
   function percentileCard(t, s) {
     const names = ["Total", ...Object.keys(s.scenarios)];
     if (!names.includes(scenario)) scenario = "Total";
@@ -95,7 +103,8 @@
     const w = `${num(s.window_s, 0)} s`;
     const headers = ["ms", "p50", "p90", "p95", "p99", "max", "samples",
       `p50 (${w})`, `p90 (${w})`, `p95 (${w})`, `p99 (${w})`, `samples (${w})`];
-    const title = `Latency percentiles (exact): whole run and last ${num(s.window_s, 0)} s${select}`;
+    const title = `Latency percentiles: ${runScope(s)} and last ${num(s.window_s, 0)} s ` +
+      `(${s.window_exact === false ? "sampled" : "exact"})${select}`;
     return card(t, title, table(t, headers, rows), "percentiles");
   }
 

@@ -9,6 +9,17 @@ from harness.transports._compat import import_http_stack  # isort: skip
 
 import_http_stack()  # tests that use the SDK directly need httpcore imported the safe way too
 
+import os  # isort: skip
+
+import gevent  # isort: skip
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (-n N) this process runs tests in its main greenlet and waits for the next
+    # ones on a threading.Event that Locust's patching made a gevent Event, set by execnet's reader
+    # thread. A wait with nothing else scheduled in the loop is a LoopExit ("would block forever"):
+    # a timer that never fires keeps the loop alive so the reader thread's wake-up is seen.
+    gevent.spawn(gevent.sleep, 365 * 24 * 3600)
+
 import os
 import subprocess
 import sys

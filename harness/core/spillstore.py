@@ -10,18 +10,17 @@ gaps, so ~0.8 MB a scenario), whatever the number of calls. Call
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.core.figures import Figures
-from harness.core.measure import CANCELLED, OK, CallRecord
+from harness.core.measure import OK, CallRecord
 from harness.core.spill import BUFFER_VALUES, ColumnSnapshot, SpillGroup, figures_of_pools
-from harness.core.summary import LATENCY_METRICS, PERCENTILES
+from harness.core.summary import LATENCY_METRICS, PERCENTILES, CallCounts
 
-__all__ = ["ITL_BUFFER_VALUES", "CallCounts", "SpilledSampleStore", "StoreSnapshot"]
+__all__ = ["ITL_BUFFER_VALUES", "SpilledSampleStore", "StoreSnapshot"]
 
 ITL_BUFFER_VALUES = 1 << 16
 """The inter-token gaps' buffer (512 KB a scenario): ~50 samples a call arrive there, so its
@@ -29,51 +28,8 @@ spills are what a soak's per-call cost pays for; a larger buffer makes each rare
 ~32 K samples the fixed cost of a spill shows (benchmarks/soak.py --store paired)."""
 
 
-class CallCounts:
-    """The constant-size part of one scenario: what ``SampleStore``'s bucket counts."""
-
-    __slots__ = ("good", "input_tokens", "outcomes", "output_tokens")
-
-    def __init__(self) -> None:
-        self.outcomes: Counter[str] = Counter()
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.good = 0
-
-    def copy(self) -> CallCounts:
-        other = CallCounts()
-        other.merge(self)
-        return other
-
-    def merge(self, other: CallCounts) -> None:
-        self.outcomes.update(other.outcomes)
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.good += other.good
-
-    def summary(self, duration_s: float, figures: Mapping[str, Figures]) -> dict[str, Any]:
-        # Mirrors harness.summary._Bucket.summary; tests compare the two documents whole.
-        calls = sum(self.outcomes.values())
-        cancelled = self.outcomes.get(CANCELLED, 0)
-        ok = self.outcomes.get(OK, 0)
-        finished = calls - cancelled
-        errors = {k: v for k, v in sorted(self.outcomes.items()) if k not in (OK, CANCELLED)}
-        per_s = (lambda n: n / duration_s) if duration_s > 0 else (lambda n: 0.0)
-        return {
-            "calls": calls,
-            "ok": ok,
-            "failed": finished - ok,
-            "cancelled": cancelled,
-            "errors": errors,
-            "error_rate": (finished - ok) / finished if finished else 0.0,
-            "requests_per_s": per_s(finished),
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "output_tokens_per_s": per_s(self.output_tokens),
-            "good": self.good,
-            "goodput_per_s": per_s(self.good),
-            **{f"{m}_s": figures[m].distribution() for m in LATENCY_METRICS},
-        }
+def _distributions(figures: Mapping[str, Figures]) -> dict[str, dict[str, Any]]:
+    return {metric: f.distribution() for metric, f in figures.items()}
 
 
 @dataclass(frozen=True)
@@ -105,8 +61,10 @@ class StoreSnapshot:
             overall_figures[metric] = figures[-1]
         doc: dict[str, Any] = {
             "duration_s": duration_s,
-            "overall": overall.summary(duration_s, overall_figures),
-            "scenarios": {name: self.counts[name].summary(duration_s, per_scope[name]) for name in names},
+            "overall": overall.summary(duration_s, _distributions(overall_figures)),
+            "scenarios": {
+                name: self.counts[name].summary(duration_s, _distributions(per_scope[name])) for name in names
+            },
         }
         if extra:
             doc.update(extra)
@@ -177,11 +135,7 @@ class SpilledSampleStore:
         scope = self._scopes.get(record.scenario)
         if scope is None:
             scope = self._scopes[record.scenario] = _Scope(self._group, record.scenario, self._itl_limit)
-        counts = scope.counts
-        counts.outcomes[record.outcome] += 1
-        counts.good += self._good(record)
-        counts.input_tokens += record.input_tokens or 0
-        counts.output_tokens += record.output_tokens or 0
+        scope.counts.add(record, self._good(record))
         if record.outcome != OK:
             return
         # The hot path of a soak: plain array appends, two length checks (see _Scope).
@@ -202,7 +156,7 @@ class SpilledSampleStore:
 
     @property
     def calls(self) -> int:
-        return sum(sum(s.counts.outcomes.values()) for s in self._scopes.values())
+        return sum(s.counts.calls for s in self._scopes.values())
 
     def summary(
         self, *, duration_s: float, extra: Mapping[str, Any] | None = None, percentiles: bool = True

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.core.measure import CANCELLED, OK, CallRecord
 
-__all__ = ["PERCENTILES", "SampleStore", "distribution", "percentile"]
+__all__ = ["PERCENTILES", "CallCounts", "SampleStore", "distribution", "percentile"]
 
 PERCENTILES = (50, 90, 95, 99)
 LATENCY_METRICS = ("ttft", "first_text", "completion", "itl", "tpot")
@@ -47,11 +47,16 @@ def distribution(values: Iterable[float]) -> dict[str, float | int | None]:
     return out
 
 
-class _Bucket:
-    """Raw samples and counts of one scenario."""
+class CallCounts:
+    """The constant-size part of one scenario's figures: outcomes, tokens and goodput counts.
+
+    Both stores keep one per scenario (this module's in-memory one and
+    :class:`harness.core.spillstore.SpilledSampleStore`), so their documents agree key for key.
+    """
+
+    __slots__ = ("good", "input_tokens", "outcomes", "output_tokens")
 
     def __init__(self) -> None:
-        self.samples: dict[str, array[float]] = {m: array("d") for m in LATENCY_METRICS}
         self.outcomes: Counter[str] = Counter()
         self.input_tokens = 0
         self.output_tokens = 0
@@ -62,28 +67,25 @@ class _Bucket:
         self.good += good
         self.input_tokens += record.input_tokens or 0
         self.output_tokens += record.output_tokens or 0
-        if not record.outcome.ok:
-            return
-        s = self.samples
-        s["completion"].append(record.completion_s)
-        if record.ttft_s is not None:
-            s["ttft"].append(record.ttft_s)
-        if record.first_text_s is not None:
-            s["first_text"].append(record.first_text_s)
-        if record.tpot_s is not None:
-            s["tpot"].append(record.tpot_s)
-        s["itl"].extend(record.itl_s)
 
-    def merge(self, other: _Bucket) -> None:
-        for metric, values in other.samples.items():
-            self.samples[metric].extend(values)
+    @property
+    def calls(self) -> int:
+        return sum(self.outcomes.values())
+
+    def copy(self) -> CallCounts:
+        other = CallCounts()
+        other.merge(self)
+        return other
+
+    def merge(self, other: CallCounts) -> None:
         self.outcomes.update(other.outcomes)
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.good += other.good
 
-    def summary(self, duration_s: float) -> dict[str, Any]:
-        calls = sum(self.outcomes.values())
+    def summary(self, duration_s: float, distributions: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        """A scenario's (or the run's) section of ``summary.json``; ``distributions`` by latency metric."""
+        calls = self.calls
         cancelled = self.outcomes.get(CANCELLED, 0)
         ok = self.outcomes.get(OK, 0)
         finished = calls - cancelled
@@ -102,8 +104,38 @@ class _Bucket:
             "output_tokens_per_s": per_s(self.output_tokens),
             "good": self.good,
             "goodput_per_s": per_s(self.good),
-            **{f"{m}_s": distribution(v) for m, v in self.samples.items()},
+            **{f"{m}_s": distributions[m] for m in LATENCY_METRICS},
         }
+
+
+class _Bucket:
+    """Raw samples and counts of one scenario."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, array[float]] = {m: array("d") for m in LATENCY_METRICS}
+        self.counts = CallCounts()
+
+    def add(self, record: CallRecord, good: bool) -> None:
+        self.counts.add(record, good)
+        if not record.outcome.ok:
+            return
+        s = self.samples
+        s["completion"].append(record.completion_s)
+        if record.ttft_s is not None:
+            s["ttft"].append(record.ttft_s)
+        if record.first_text_s is not None:
+            s["first_text"].append(record.first_text_s)
+        if record.tpot_s is not None:
+            s["tpot"].append(record.tpot_s)
+        s["itl"].extend(record.itl_s)
+
+    def merge(self, other: _Bucket) -> None:
+        for metric, values in other.samples.items():
+            self.samples[metric].extend(values)
+        self.counts.merge(other.counts)
+
+    def summary(self, duration_s: float) -> dict[str, Any]:
+        return self.counts.summary(duration_s, {m: distribution(v) for m, v in self.samples.items()})
 
 
 def _ok(record: CallRecord) -> bool:
@@ -129,7 +161,7 @@ class SampleStore:
 
     @property
     def calls(self) -> int:
-        return sum(sum(b.outcomes.values()) for b in self._buckets.values())
+        return sum(b.counts.calls for b in self._buckets.values())
 
     def summary(self, *, duration_s: float, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The ``summary.json`` document (METRICS.md)."""

@@ -34,8 +34,7 @@ import numpy as np
 
 from harness.core.figures import figures_of_values
 from harness.core.measure import OK, CallRecord
-from harness.core.spillstore import CallCounts
-from harness.core.summary import LATENCY_METRICS
+from harness.core.summary import LATENCY_METRICS, CallCounts
 
 __all__ = ["MAX_VALUES", "RESERVOIR_MIN", "RecentWindow", "Scope"]
 
@@ -172,15 +171,15 @@ class RecentWindow:
             "scope": Scope.WINDOW.value,
             "span_s": span,
             "exact": not any(s.sampled for s in slots),
-            "overall": overall.summary(duration, _figures(every)),
-            "scenarios": {name: scopes[name][0].summary(duration, _figures(scopes[name][1])) for name in names},
+            "overall": overall.summary(duration, _distributions(every)),
+            "scenarios": {name: scopes[name][0].summary(duration, _distributions(scopes[name][1])) for name in names},
         }
 
 
-def _figures(parts: dict[str, list[array[float]]]) -> dict[str, Any]:
+def _distributions(parts: dict[str, list[array[float]]]) -> dict[str, Any]:
     return {
         metric: figures_of_values(
             np.concatenate([np.frombuffer(c, np.float64) for c in columns]) if columns else np.empty(0)
-        )
+        ).distribution()
         for metric, columns in parts.items()
     }

@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from harness.runtime.safety import RedactingFilter
 from .conftest import ROOT, _start
 from .locust_runs import run_local
 from .test_cli import locust
+from .tls_server import https_server
 
 MARKER = "sk-ant-api03-MARKER-do-not-print-0123456789abcdef"
 
@@ -162,24 +161,8 @@ def test_aws_and_google_secrets_are_redacted_everywhere(monkeypatch: pytest.Monk
 @pytest.fixture(scope="module")
 def https_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The hostile server over HTTPS with a fresh self-signed certificate for 127.0.0.1."""
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "hostile_server.py"), "--tls", str(cert), str(key)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "https://" in line, line
-    yield line.split()[-1]
-    proc.terminate()
-    proc.wait(timeout=5)
+    with https_server("hostile_server.py", tmp_path_factory.mktemp("tls")) as url:
+        yield url
 
 
 class TLSUser(AnthropicUser):

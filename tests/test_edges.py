@@ -349,5 +349,13 @@ def test_tokens_that_wait_while_the_loop_is_blocked_keep_their_time(
     for record in records:
         server = truth[record.request_id]
         assert record.t_first_token is not None
-        assert -0.001 <= record.t_first_token - server["t_first_delta"] <= TTFT_TOLERANCE_S, (record, server)
+        # Read after the block, the bytes keep the kernel's receive time (stamped as read, they
+        # would be ~0.4 s late). The limit METRICS.md states: segments that wait in one socket
+        # together are merged by the kernel, which keeps the newest stamp; when a busy server
+        # wrote the stream's end some ms after its first token, the token carries the end's time.
+        merged = server["t_end"] - server["t_first_delta"]
+        assert -0.001 <= record.t_first_token - server["t_first_delta"] <= max(TTFT_TOLERANCE_S, merged + 0.001), (
+            record,
+            server,
+        )
         assert -0.001 <= record.t_end - server["t_end"] <= COMPLETION_TOLERANCE_S, (record, server)

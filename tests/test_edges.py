@@ -335,16 +335,20 @@ def test_tokens_that_wait_while_the_loop_is_blocked_keep_their_time(
             return bytes(response.read())
 
     wait_for(lambda: harness.in_flight == 4)
-    # The server sends every held stream's tokens and end 0.1 s into a 0.5 s stretch in which
-    # this process does not run its event loop: the bytes wait in the sockets until it ends.
+    # The server sends every held stream's tokens and end 0.1 s into a 1 s stretch in which this
+    # process does not run its event loop: the bytes wait in the sockets until it ends. (0.9 s
+    # to spare: a server preempted on a busy machine has written after a 0.5 s stretch.)
     server(f"/release/{key}?n=4&after=0.1", "POST")
-    blocked_until = time.monotonic() + 0.5
-    monkey.get_original("time", "sleep")(0.5)
+    blocked_until = time.monotonic() + 1.0
+    monkey.get_original("time", "sleep")(1.0)
     wait_for(lambda: len(records) == 4)
     env.runner.quit()
 
     truth = {row["request_id"]: row for row in map(json.loads, server(f"/trace/{key}").decode().splitlines())}
-    assert len(truth) == 4 and all(row["t_end"] < blocked_until for row in truth.values())  # sent while blocked
+    assert len(truth) == 4 and all(row["t_end"] < blocked_until for row in truth.values()), (
+        blocked_until,
+        truth,
+    )  # sent while blocked
     assert [r.outcome for r in records] == ["ok"] * 4
     for record in records:
         server = truth[record.request_id]

@@ -240,9 +240,13 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 for i in (1, 2):
                     self.chunk(delta(0, "text_delta", f"w{i} "))
+                # Stamped as it is sent, like the first delta: a client's t_end is message_stop's
+                # arrival, and a server preempted after the write would stamp it late.
+                row["t_end"] = time.monotonic()
                 self.chunk(block_stop(0) + message_end(3))
                 self.end()
-            row["t_end"] = time.monotonic()
+            if kind == "held-cut":
+                row["t_end"] = time.monotonic()
         except ConnectionError:  # the client went away (a run stopped while it was held)
             self.close_connection = True
             HELD.done(key, None)

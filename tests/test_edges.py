@@ -334,13 +334,14 @@ def test_tokens_that_wait_while_the_loop_is_blocked_keep_their_time(
         with urllib.request.urlopen(request, timeout=10, context=unverified) as response:
             return bytes(response.read())
 
-    wait_for(lambda: harness.in_flight == 4)
-    # The server sends every held stream's tokens and end 0.1 s into a 1 s stretch in which this
-    # process does not run its event loop: the bytes wait in the sockets until it ends. (0.9 s
-    # to spare: a server preempted on a busy machine has written after a 0.5 s stretch.)
+    # Every call's request has reached the server (a TLS handshake or a request still in the
+    # client's hands would wait for the loop, and the server would write after the block).
+    wait_for(lambda: harness.in_flight == 4 and json.loads(server(f"/held/{key}"))["held"] == 4)
+    # The server sends every held stream's tokens and end 0.1 s into a 0.5 s stretch in which
+    # this process does not run its event loop: the bytes wait in the sockets until it ends.
     server(f"/release/{key}?n=4&after=0.1", "POST")
-    blocked_until = time.monotonic() + 1.0
-    monkey.get_original("time", "sleep")(1.0)
+    blocked_until = time.monotonic() + 0.5
+    monkey.get_original("time", "sleep")(0.5)
     wait_for(lambda: len(records) == 4)
     env.runner.quit()
 

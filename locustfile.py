@@ -13,7 +13,7 @@ default run to ShortChat while the rest of the library stays selectable by name 
 from harness.catalog import run_by_default
 from scenarios.chat import ShortChat
 from scenarios.dataset_replay import DatasetReplay
-from scenarios.extended_thinking import NoThinking, Thinking1k, Thinking4k
+from scenarios.extended_thinking import NoThinking, Thinking1k, Thinking2k, Thinking4k
 from scenarios.levers import ControlA, ControlB
 from scenarios.mixed import ProductionMix
 from scenarios.model_comparison import CompareHaiku, CompareOpus, CompareSonnet
@@ -49,6 +49,7 @@ __all__ = [
     "ShortPrompt",
     "Streamed",
     "Thinking1k",
+    "Thinking2k",
     "Thinking4k",
     "ToolUse",
 ]

@@ -35,6 +35,14 @@ class Thinking1k(_Puzzle):
     params = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
 
 
+class Thinking2k(_Puzzle):
+    """The puzzle with a 2,048-token thinking budget (the lever study's top arm: it shows the
+    budget's effect in half the time of ``Thinking4k``)."""
+
+    max_tokens = 2048 + 512
+    params = {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+
+
 class Thinking4k(_Puzzle):
     """The puzzle with a 4,096-token thinking budget."""
 

@@ -147,7 +147,7 @@ def test_prompt_caching_reads_the_prefix_after_the_first_call(library: dict[str,
 
 
 def test_thinking_comes_before_the_first_text(library: dict[str, list[CallRecord]]) -> None:
-    for name in ("Thinking1k", "Thinking4k"):
+    for name in ("Thinking1k", "Thinking2k", "Thinking4k"):
         for record in library[name]:
             assert record.t_first_token is not None and record.t_first_text is not None
             # Events one read delivered share its kernel stamp: a reader that fell behind by the
@@ -215,7 +215,7 @@ def test_selection_default_names_and_tags() -> None:
 
     env = environment_for(["--tags", "caching", "thinking"])
     select(env)
-    assert names(env) == {"CacheWarm", "CacheCold", "NoThinking", "Thinking1k", "Thinking4k"}
+    assert names(env) == {"CacheWarm", "CacheCold", "NoThinking", "Thinking1k", "Thinking2k", "Thinking4k"}
 
     env = environment_for(["--exclude-tags", "caching"])
     select(env)

@@ -197,7 +197,7 @@ LEVERS: tuple[Lever, ...] = (
         "thinking",
         "Thinking budget",
         "Thinking comes before the answer: more thinking delays the first text and the end.",
-        _pairs("NoThinking", {_FT: _HIGH, _C: _HIGH}, "Thinking1k", "Thinking4k"),
+        _pairs("NoThinking", {_FT: _HIGH, _C: _HIGH}, "Thinking1k", "Thinking2k"),
         (_T, _FT, _C),
     ),
 )

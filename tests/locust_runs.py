@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,13 @@ def run_local(
             gevent.sleep(0.02)
     env.runner.quit()
     return run
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a master or a metrics port: another run may hold the default)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -16,19 +16,40 @@ ROOT = Path(__file__).resolve().parent.parent
 MARKER_KEY = "sk-ant-MARKER-never-print-me-0123456789"
 
 
+def locust_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without LOCUST_*/ANTHROPIC_* settings, plus ``env``."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ANTHROPIC_"))}
+    full_env.update(env or {})
+    return full_env
+
+
 def locust(
     *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ANTHROPIC_"))}
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "locust", *args],
         cwd=cwd,
-        env=full_env,
+        env=locust_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+    )
+
+
+def start_locust(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Like :func:`locust`, started in the background so several runs overlap (a locustfile in
+    ``cwd`` imports the harness from this checkout)."""
+    full_env = locust_env(env)
+    full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), full_env.get("PYTHONPATH", "")])
+    return subprocess.Popen(
+        [sys.executable, "-m", "locust", *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
 
 

@@ -17,11 +17,8 @@ CLOCK_MONOTONIC is one clock for every process of a host):
 from __future__ import annotations
 
 import json
-import os
-import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -39,33 +36,13 @@ from harness import AnthropicUser, CallRecord, HarnessOptions, attach
 from harness.core.summary import percentile
 from harness.simulator.launcher import SimulatorProcess
 
-from .locust_runs import read_jsonl
-from .test_cli import ROOT
+from .locust_runs import free_port, read_jsonl
+from .test_cli import start_locust
 from .tls_server import https_server
 
 TTFT_TOLERANCE_S = 0.005  # the targets: no ok call's TTFT more than 5 ms above the truth,
 COMPLETION_TOLERANCE_S = 0.010  # nor its completion more than 10 ms
 RUN_TIME_TOLERANCE_S = 0.1
-
-
-def start_locust(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ANTHROPIC_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])  # the locustfile is in tmp
-    return subprocess.Popen(
-        [sys.executable, "-m", "locust", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,17 +18,11 @@ from pathlib import Path
 
 from harness.simulator import SimulatorProcess
 
-from .locust_runs import read_jsonl
+from .locust_runs import free_port, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "tests" / "openloop_locustfile.py"
 RATE, DURATION_S, WARMUP_S = 6.0, 4.0, 1.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_two_processes(tmp_path: Path, arrival: list[str]) -> Path:

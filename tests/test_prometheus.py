@@ -12,7 +12,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -30,6 +29,8 @@ from harness.outputs.live_counts import HISTOGRAMS
 from harness.outputs.metrics import GAUGES, TOKEN_COUNTERS, LiveMetrics, LiveSources, MetricsServer
 from tests.metrics_records import expected_counts, synthetic_records
 
+from .locust_runs import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "llm-loadtest.json"
@@ -40,12 +41,6 @@ VARIABLES = {"$__rate_interval": "1m", "$scenario": ".*", "$model": ".*"}
 needs_prometheus = pytest.mark.skipif(
     not Path(PROMETHEUS).exists(), reason="prometheus is not installed: apt-get install -y prometheus"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:

@@ -10,7 +10,6 @@ length by the simulator's count; and shared prefixes read from its prompt cache.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -31,7 +30,7 @@ from harness.load.replay_driver import ReplayPlan
 from harness.outputs.webui.sections import replay_panel
 from harness.simulator import SimulatorProcess
 
-from .locust_runs import read_jsonl
+from .locust_runs import free_port, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "scenarios" / "data"
@@ -148,12 +147,6 @@ def test_options_and_conflicts_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="holds no line"):
         TraceReplayOptions(trace_replay=str(SAMPLES[TraceFormat.MOONCAKE]), replay_window=(60.0, 90.0)).load()
     assert TraceReplayOptions(replay_window=replay._window("1s:3s")).replay.window == (1.0, 3.0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ and the environment; ``--stop-timeout`` lets in-flight streams finish.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from harness.simulator.launcher import SimulatorProcess
 
 from .held_streams import HeldStreams
 from .locust_runs import read_jsonl, run_local
-from .test_cli import ROOT, locust
+from .test_cli import ROOT, locust, start_locust
 
 SCHEMA = xmlschema.XMLSchema(str(Path(__file__).resolve().parent / "junit.xsd"))
 LOCUSTFILE = str(ROOT / "locustfile.py")
@@ -47,21 +46,6 @@ def junit_cases(path: Path) -> list[ET.Element]:
 
 def summary_of(directory: Path) -> dict[str, Any]:
     return json.loads((directory / "summary.json").read_text())
-
-
-def start_locust(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Like tests.test_cli.locust, started in the background so several runs overlap."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ANTHROPIC_"))}
-    full_env.update(env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "locust", *args],
-        cwd=cwd,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
 
 
 def test_exit_code_constants_agree() -> None:

@@ -5,7 +5,8 @@ so one core saturates near 3,500 deltas/s and its event-loop lag inflates every 
 it measures. This path keeps only what the metrics need on the hot path:
 
 * geventhttpclient's connection pool (connect and read timeouts, TLS, keep-alive) and
-  its C HTTP parser (llhttp) for status, headers and chunked bodies;
+  its C HTTP parser (llhttp) for status, headers and chunked bodies (the pools and the
+  stamped response in :mod:`harness.transports.fast_http`);
 * each read returns whatever bytes have arrived — never waiting to fill a block, which
   is what adds tens of ms to TTFT with 1 KB ``iter_content`` reads — and a connection
   that closes before the body's end is a ``connection`` failure, never a silent truncation;
@@ -39,10 +40,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
-from gevent import monkey
-from geventhttpclient._parser import HTTPResponseParser
-from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
-from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError, HTTPSocketPoolResponse
+from geventhttpclient.connectionpool import ConnectionPool
+from geventhttpclient.response import HTTPParseError
 
 from harness.core.errors import CallError, ProtocolError
 from harness.core.measure import CONNECTION, TIMEOUT, CallMeasurement, Outcome, error_detail
@@ -50,263 +49,17 @@ from harness.core.request import MessageRequest
 from harness.core.stream_decoder import StreamEventDecoder
 from harness.core.stream_events import usage_from
 from harness.transports.base import FIRST_TOKEN_LATE, TransportConfig
-from harness.transports.stamped_tls import (
-    ANCILLARY,
-    SO_TIMESTAMPNS,
-    TIMESPEC_SIZE,
-    StampedTLSSocket,
-    enable_stamps,
-    kernel_stamp,
-    unpack_timespec,
-)
+from harness.transports.fast_http import READ_BLOCK, HeaderDict, Pool, SSLPool, StreamingResponse, send_all
 
 __all__ = ["FastTransport"]
 
 # Each stream may hold its connection for the whole call; the pool must never make a user wait.
 POOL_SIZE = 100_000
-# One recv returns at most this much; a delta is ~120 bytes, a burst of them a few KB.
-READ_BLOCK = 16 * 1024
 # An error body larger than this is cut: only its error type and message are kept.
 MAX_ERROR_BODY = 64 * 1024
 MESSAGES_PATH = "/v1/messages"
 ANTHROPIC_VERSION = "2023-06-01"
 USER_AGENT = "llm-loadtest-harness (geventhttpclient)"
-_parse = HTTPResponseParser.feed
-# The blocking select.select, whether or not gevent has patched the module.
-_select = monkey.get_original("select", "select")
-
-
-class _HeaderDict(dict[str, str]):
-    """Response headers by lower-case name, a repeated header's last value kept: all a call reads.
-
-    Given to geventhttpclient as its ``headers_type``: its own case-insensitive multi-dict
-    took a fifth of parsing a response head of 24 API-like headers (41 -> 32 µs hot).
-    """
-
-    def add(self, name: str, value: str) -> None:
-        self[name.lower()] = value
-
-    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return super().get(key.lower(), default)
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return super().__contains__(key.lower() if isinstance(key, str) else key)
-
-
-class _IdleCheck:
-    """geventhttpclient's check of an idle connection before its reuse, made leaner.
-
-    The check is the pool's own (an idle keep-alive connection that is readable has been
-    closed by the server, or holds stray bytes: do not reuse it), made with one
-    zero-timeout select. geventhttpclient calls gevent's cooperative select, which after
-    its own zero-timeout select also yields to the event loop once: a loop iteration per
-    call that nothing waits for.
-    """
-
-    def _is_socket_alive(self, sock: Any) -> bool:
-        return _idle_and_open(sock)
-
-
-class _Pool(_IdleCheck, ConnectionPool):
-    """The plain-HTTP pool with :class:`_IdleCheck`, its connections stamped by the kernel.
-
-    The kernel stamps every segment it receives (``SO_TIMESTAMPNS``): each read carries
-    when its newest bytes reached this host, however long they then waited to be read.
-    """
-
-    def _connect_socket(self, sock: Any, address: Any) -> Any:
-        sock = super()._connect_socket(sock, address)
-        enable_stamps(sock)
-        return sock
-
-
-class _SSLPool(_IdleCheck, SSLConnectionPool):
-    """The TLS pool with :class:`_IdleCheck`, its TLS run over a MemoryBIO to keep the kernel's stamps.
-
-    geventhttpclient's own SSL pool wraps each socket in ``ssl``'s SSLSocket, which reads
-    records itself and hands over no receive timestamps. Its connect, proxy tunnel, context
-    (verification, ``--insecure``) and host name are kept; only the TLS socket differs
-    (:class:`harness.transports.stamped_tls.StampedTLSSocket`).
-    """
-
-    def _connect_socket(self, sock: Any, address: Any) -> Any:
-        sock = ConnectionPool._connect_socket(self, sock, address)
-        if self._use_proxy:
-            self._setup_proxy(sock)
-        enable_stamps(sock)
-        server_hostname = self.ssl_options.get("server_hostname", self._request_host)
-        return StampedTLSSocket(sock, self.ssl_context, server_hostname)
-
-
-def _idle_and_open(sock: Any) -> bool:
-    if sock is None:
-        return False
-    try:
-        fd = sock.fileno()
-        return fd >= 0 and not _select([fd], [], [], 0.0)[0]
-    except (OSError, ValueError):
-        return False
-
-
-def _send_all(sock: Any, data: bytes) -> None:
-    # A request fits the empty send buffer of a pooled connection, so one plain send
-    # usually writes it all; gevent's sendall would first arm a timeout and ask the
-    # kernel for the buffer size, on every call.
-    sent = sock.send(data)
-    if sent < len(data):
-        sock.sendall(memoryview(data)[sent:])
-
-
-class _StreamingResponse(HTTPSocketPoolResponse):
-    """geventhttpclient's pooled response with one more read: whatever has arrived."""
-
-    def __init__(self, sock: Any, pool: ConnectionPool, **kw: Any) -> None:
-        # The parser hands each piece of body to ``_on_body`` as a fresh bytearray; a list's
-        # own append takes them without a Python frame per piece (the base class appends
-        # to one bytearray in a Python method, then copies it out again).
-        self._parts: list[bytearray] = []
-        self._on_body = self._parts.append  # type: ignore[method-assign,assignment]
-        # A TLS socket may hold bytes the kernel does not. Asked before the head is read: a whole
-        # response with "connection: close" is read, and its socket closed, inside __init__.
-        self._plain = not hasattr(sock, "pending")
-        # Whether the next read should wait for bytes before it asks for them: see read_some.
-        # The head's first read nearly always would find nothing: the request was just sent.
-        self._wait_first = self._plain
-        self._arrived: float | None = None  # the kernel's stamp of the last stamped read (plain sockets)
-        self._tls = sock if isinstance(sock, StampedTLSSocket) else None  # which keeps its own
-        super().__init__(sock, pool, headers_type=_HeaderDict, **kw)
-
-    def _read_headers(self, pre_buffered: bytes = b"") -> None:
-        # geventhttpclient's own loop, with each read stamped by the kernel (plain sockets): when
-        # the head is read late, the first token may already have come with it.
-        if not self._plain or pre_buffered:
-            super()._read_headers(pre_buffered)
-            return
-        sock = self._sock
-        try:
-            start = True
-            while not self.headers_complete or self.get_code() < 200:
-                try:
-                    data = self._recv_stamped(sock)
-                except ConnectionResetError:
-                    if start:
-                        raise HTTPConnectionClosed("connection closed.") from None
-                    raise
-                _parse(self, data)
-                if not data:
-                    if start:
-                        raise HTTPConnectionClosed("connection closed.")
-                    if self.headers_complete:
-                        raise HTTPParseError("connection closed after interim response")
-                    raise HTTPParseError("connection closed before end of the headers")
-                start = False
-            if self.message_complete:
-                self.release()
-        except BaseException:
-            self.release()
-            raise
-
-    def _recv_stamped(self, sock: Any) -> bytes:
-        """Whatever has arrived, at once (waiting first if the last read emptied the socket).
-
-        Its receive time by the kernel (``time.time()`` clock), that of the newest segment it
-        takes, goes to ``_arrived`` (``None`` without ``SO_TIMESTAMPNS``).
-        """
-        while True:
-            if self._wait_first:
-                sock._wait(sock._read_event)
-            try:
-                data, ancillary, _, _ = sock._sock.recvmsg(self.block_size, ANCILLARY)
-            except BlockingIOError:
-                self._wait_first = True
-                continue
-            break
-        self._arrived = kernel_stamp(ancillary) if ancillary else None
-        self._wait_first = len(data) < self.block_size
-        return data
-
-    def read_some(self) -> bytes | bytearray:
-        """The next body bytes, as soon as any arrive; ``b""`` at the body's end.
-
-        Raises HTTPConnectionClosed when the peer closes before the body is complete
-        (geventhttpclient's own iteration would end quietly there).
-        """
-        parts = self._parts
-        while not parts:
-            sock = self._socket()
-            if sock is None:
-                return b""
-            if self._wait_first:
-                # The last read emptied the socket: a recv now would nearly always find nothing
-                # and pay for a failed syscall and the exception gevent raises and catches for
-                # it (~10 % of a streamed delta's CPU) before waiting anyway. Wait first.
-                sock._wait(sock._read_event)
-            self._parsed(sock.recv(self.block_size))
-        # Each part is a fresh bytearray of the parser's: the caller may keep it.
-        return parts.pop() if len(parts) == 1 else _join_parts(parts)
-
-    def read_stamped(self) -> tuple[bytes | bytearray, float | None]:
-        """:meth:`read_some`, with when the kernel received the newest of those bytes (``time.time()``).
-
-        ``None`` without ``SO_TIMESTAMPNS``. Bytes that came with the response head carry the
-        head's last read's stamp; over TLS, the stamp of the raw read that completed the
-        record they came in. A read's stamp is that of the last segment it takes; and when
-        a segment arrives while the one before it is still unread, the kernel merges them
-        and keeps the newer stamp. So the stamp is exact for the newest bytes of the read,
-        and for older ones only if nothing came after them before the read.
-        """
-        parts = self._parts
-        tls = self._tls
-        while not parts:
-            sock = self._socket()
-            if sock is None:
-                return b"", None
-            if not self._plain:
-                data = self.read_some()
-                return data, None if tls is None else tls.arrived
-            # _recv_stamped's read, inline: this is the hot path of every streamed delta.
-            if self._wait_first:
-                sock._wait(sock._read_event)
-            try:
-                data, ancillary, _, _ = sock._sock.recvmsg(self.block_size, ANCILLARY)
-            except BlockingIOError:
-                self._wait_first = True
-                continue
-            if ancillary:  # kernel_stamp, inline: the socket asked for SO_TIMESTAMPNS and nothing else
-                _, kind, value = ancillary[0]
-                if kind == SO_TIMESTAMPNS and len(value) >= TIMESPEC_SIZE:
-                    seconds, nanoseconds = unpack_timespec(value)
-                    self._arrived = seconds + nanoseconds * 1e-9
-                else:
-                    self._arrived = kernel_stamp(ancillary)
-            else:
-                self._arrived = None
-            self._parsed(data)
-        data = parts.pop() if len(parts) == 1 else _join_parts(parts)
-        return data, self._arrived if tls is None else tls.arrived
-
-    def _socket(self) -> Any:
-        # The socket to read the body from; None once the body is complete.
-        if self.message_complete:
-            return None
-        sock = self._sock
-        if sock is None:
-            raise HTTPConnectionClosed("connection released before the end of the body")
-        return sock
-
-    def _parsed(self, data: bytes) -> None:
-        self._wait_first = self._plain and len(data) < self.block_size
-        if not data:
-            self.feed(b"")  # lets the parser end a body that is delimited by the close
-            if not self.message_complete:
-                raise HTTPConnectionClosed("connection closed before the end of the body")
-            return
-        # The C parser itself: HTTPResponse.feed only adds a rescue for a HEAD response's
-        # stray body, and this is a POST's.
-        _parse(self, data)
 
 
 def _is_utf8(data: bytes | bytearray) -> bool:
@@ -318,12 +71,6 @@ def _is_utf8(data: bytes | bytearray) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _join_parts(parts: list[bytearray]) -> bytes:
-    data = b"".join(parts)
-    parts.clear()
-    return data
 
 
 class FastTransport:
@@ -343,14 +90,14 @@ class FastTransport:
             "network_timeout": config.timeout_s,
         }
         if tls:
-            pool = _SSLPool(host, port, host, port, insecure=not config.verify_tls, **pool_args)
+            pool = SSLPool(host, port, host, port, insecure=not config.verify_tls, **pool_args)
             if not config.verify_tls:
                 # geventhttpclient's `insecure` only stops the host-name check: the certificate
                 # would still be verified, and a self-signed endpoint refused.
                 pool.ssl_context.verify_mode = ssl.CERT_NONE
             self._pool: ConnectionPool = pool
         else:
-            self._pool = _Pool(host, port, host, port, **pool_args)
+            self._pool = Pool(host, port, host, port, **pool_args)
         authority = host if port == (443 if tls else 80) else f"{host}:{port}"
         if ":" in host:
             authority = f"[{host}]" if port == (443 if tls else 80) else f"[{host}]:{port}"
@@ -371,7 +118,7 @@ class FastTransport:
 
     def send(self, request: MessageRequest, measurement: CallMeasurement) -> None:
         data = self.request_bytes(request)
-        response: _StreamingResponse | None = None
+        response: StreamingResponse | None = None
         watch: _StallWatch | None = None
         try:
             sock = self._pool.get_socket()
@@ -380,13 +127,13 @@ class FastTransport:
                 # From here one watch bounds every wait of the call, send, head and body.
                 sock.settimeout(None)
                 watch = _StallWatch(self.config.timeout_s)
-                _send_all(sock, data)
+                send_all(sock, data)
             except BaseException:
                 self._pool.release_socket(sock)
                 raise
             # From here the response owns the socket: it releases it itself, even when reading
             # the head fails (releasing twice would over-release the pool's semaphore).
-            response = _StreamingResponse(sock, self._pool, block_size=READ_BLOCK, method="POST")
+            response = StreamingResponse(sock, self._pool, block_size=READ_BLOCK, method="POST")
             status = response.status_code
             measurement.response(status, _headers(response))
             if not 200 <= status < 300:
@@ -410,7 +157,7 @@ class FastTransport:
                 response.release()
 
     @staticmethod
-    def _stream(response: _StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
+    def _stream(response: StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
         decoder = StreamEventDecoder()
         feed, event, delta = decoder.feed, measurement.event, measurement.content_delta
         read, clock = response.read_stamped, time.monotonic
@@ -459,7 +206,7 @@ class FastTransport:
         measurement.stream_ended()
 
     @staticmethod
-    def _whole(response: _StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
+    def _whole(response: StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
         message = json.loads(_read_body(response, watch, limit=None))
         if not isinstance(message, dict):
             raise ProtocolError("message body is not a JSON object")
@@ -471,7 +218,7 @@ class FastTransport:
         )
 
     @staticmethod
-    def _status_error(status: int, response: _StreamingResponse, watch: _StallWatch) -> CallError:
+    def _status_error(status: int, response: StreamingResponse, watch: _StallWatch) -> CallError:
         # Parsed as the SDK parses an error body: JSON if it is, else the stripped text.
         text = _read_body(response, watch, limit=MAX_ERROR_BODY).decode("utf-8", "replace").strip()
         body: object = text
@@ -511,7 +258,7 @@ class _StallWatch:
         self._timer.close()
 
 
-def _read_body(response: _StreamingResponse, watch: _StallWatch, limit: int | None) -> bytes:
+def _read_body(response: StreamingResponse, watch: _StallWatch, limit: int | None) -> bytes:
     parts: list[bytes | bytearray] = []
     size = 0
     while limit is None or size < limit:
@@ -539,8 +286,8 @@ def api_headers(config: TransportConfig) -> dict[str, str]:
     }
 
 
-def _headers(response: _StreamingResponse) -> _HeaderDict:
-    headers: _HeaderDict = response.info()  # type: ignore[assignment]  # its headers_type: no copy needed
+def _headers(response: StreamingResponse) -> HeaderDict:
+    headers: HeaderDict = response.info()  # type: ignore[assignment]  # its headers_type: no copy needed
     return headers
 
 

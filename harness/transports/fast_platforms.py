@@ -28,7 +28,8 @@ from harness.core.platforms import bedrock_request, vertex_request
 from harness.core.request import MessageRequest
 from harness.transports.base import FIRST_TOKEN_LATE, TransportConfig
 from harness.transports.credentials import AwsAuth, GoogleAuth
-from harness.transports.fast import USER_AGENT, FastTransport, _StallWatch, _StreamingResponse
+from harness.transports.fast import USER_AGENT, FastTransport, _StallWatch
+from harness.transports.fast_http import StreamingResponse
 
 __all__ = ["BedrockFastTransport", "VertexFastTransport"]
 
@@ -65,7 +66,7 @@ class BedrockFastTransport(FastTransport):
         return _request(path, self._authority, headers, payload)
 
     @staticmethod
-    def _stream(response: _StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
+    def _stream(response: StreamingResponse, measurement: CallMeasurement, watch: _StallWatch) -> None:
         decoder = BedrockEventDecoder()
         feed, event = decoder.feed, measurement.event
         read, clock = response.read_stamped, time.monotonic

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from harness.core.knee import find_knee
 from harness.core.measure import CallRecord
-from harness.core.stages import LATE_AFTER_S, find_knee, offered_text
+from harness.core.stages import LATE_AFTER_S, offered_text
 from harness.core.summary import percentile
 from harness.outputs.stage_table import format_table
 

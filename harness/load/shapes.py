@@ -3,7 +3,7 @@
 ``steps`` runs each load of ``--stages`` (closed-loop users) for ``--stage-duration``;
 ``sweep`` starts at the first load and doubles it after every stage until a stage breaks
 the run's criteria (the ``--slo`` objectives in ``harness.slos``, or ``--sweep-ttft-p95``
-and ``--sweep-max-error-rate``, or the defaults of :func:`harness.core.stages.criteria_for`);
+and ``--sweep-max-error-rate``, or the defaults of :func:`harness.core.knee.criteria_for`);
 ``search`` starts at the first load too, and each stage is a probe of the capacity search
 (:mod:`harness.load.search_probes`): it doubles until a probe breaks the SLOs, then bisects to
 ``--search-precision`` within ``--search-max-probes``.
@@ -28,10 +28,11 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.shape import LoadTestShape
 
 from harness.core.errors import ConfigError
+from harness.core.knee import criteria_for
 from harness.core.options import option
 from harness.core.search import LoadKind, SearchConfig
 from harness.core.slo import SLO, evaluate, parse_slo
-from harness.core.stages import Stage, criteria_for
+from harness.core.stages import Stage
 from harness.core.units import parse_duration, parse_fraction, parse_loads
 from harness.load import stages
 from harness.load.arrivals import ArrivalOptions, OpenLoopDriver

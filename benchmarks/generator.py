@@ -73,23 +73,29 @@ MODEL = "claude-haiku-4-5"
 CLIENT_CORE, SERVER_CORE = 0, 1
 
 
-def simulator_config() -> dict[str, Any]:
-    """Every call: 50 deltas 20 ms apart after 50 ms, no jitter, no batch slowdown."""
+def steady_config(base_delay_s: float, tokens: int, gap_s: float = GAP_S) -> dict[str, Any]:
+    """A simulator config where every call is the same: ``tokens`` deltas ``gap_s`` apart after
+    ``base_delay_s`` (the first one step later), no jitter, no batch slowdown."""
     return {
         "all_models": {
-            "base_delay_s": BASE_DELAY_S,
+            "base_delay_s": base_delay_s,
             "base_delay_jitter": 0.0,
             "prefill_tokens_per_s": 1e12,
-            "decode_tokens_per_s": 1.0 / GAP_S,
+            "decode_tokens_per_s": 1.0 / gap_s,
             "batch_slowdown": 0.0,
             "max_batch": 1_000_000,
             "step_jitter": 0.0,
-            "output_tokens_median": DELTAS,
+            "output_tokens_median": tokens,
             "output_tokens_sigma": 0.0,
-            "output_tokens_min": DELTAS,
-            "output_tokens_max": DELTAS,
+            "output_tokens_min": tokens,
+            "output_tokens_max": tokens,
         }
     }
+
+
+def simulator_config() -> dict[str, Any]:
+    """Every call: 50 deltas 20 ms apart after 50 ms."""
+    return steady_config(BASE_DELAY_S, DELTAS)
 
 
 # ---------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.generator import steady_config  # noqa: E402  (after the path)
+
 TOKENS = 20
 GAP_S = 0.020
 LOCUSTFILE = """
@@ -52,21 +54,7 @@ class Edge(AnthropicUser):
 
 def simulator_config(ttft_s: float) -> dict[str, Any]:
     """Every call: the first delta ``ttft_s`` after the request, then one every 20 ms; no jitter."""
-    return {
-        "all_models": {
-            "base_delay_s": ttft_s - GAP_S,  # the first delta follows the base delay by one step
-            "base_delay_jitter": 0.0,
-            "prefill_tokens_per_s": 1e12,
-            "decode_tokens_per_s": 1.0 / GAP_S,
-            "batch_slowdown": 0.0,
-            "max_batch": 1_000_000,
-            "step_jitter": 0.0,
-            "output_tokens_median": TOKENS,
-            "output_tokens_sigma": 0.0,
-            "output_tokens_min": TOKENS,
-            "output_tokens_max": TOKENS,
-        }
-    }
+    return steady_config(ttft_s - GAP_S, TOKENS, GAP_S)  # the first delta follows the base delay by one step
 
 
 def one_run(url: str, trace: Path, workdir: Path, *, transport: str, users: int, seconds: int) -> dict[str, Any]:

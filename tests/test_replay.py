@@ -23,7 +23,8 @@ from harness import AnthropicUser, CallRecord, HarnessOptions, attach
 from harness.core.errors import ConfigError
 from harness.core.stages import LATE_AFTER_S
 from harness.core.synth import BLOCK_TOKENS
-from harness.core.trace import ReplayOptions, TraceFormat, load_trace
+from harness.core.trace import ReplayOptions, TraceFormat
+from harness.core.trace_files import load_trace
 from harness.load import replay
 from harness.load.replay import TraceReplay, TraceReplayOptions
 from harness.load.replay_driver import ReplayPlan

@@ -17,7 +17,8 @@ import pytest
 
 from harness.core.errors import ConfigError
 from harness.core.synth import BLOCK_TOKENS, USER_TOKENS, Calibration, TracePrompts
-from harness.core.trace import ReplayOptions, TraceFormat, TraceLine, detect_format, load_trace, parse_window
+from harness.core.trace import ReplayOptions, TraceFormat, TraceLine, parse_window
+from harness.core.trace_files import detect_format, load_trace
 from harness.simulator import SimulatorProcess
 
 DATA = Path(__file__).resolve().parent.parent / "scenarios" / "data"

@@ -34,7 +34,8 @@ from harness.core.measure import CallRecord
 from harness.core.options import from_namespace, option
 from harness.core.replay_stats import ReplayTally
 from harness.core.synth import Calibration
-from harness.core.trace import ReplayOptions, Trace, TraceFormat, load_trace, parse_window
+from harness.core.trace import ReplayOptions, Trace, TraceFormat, parse_window
+from harness.core.trace_files import load_trace
 from harness.load.arrivals import ArrivalOptions
 from harness.load.replay_driver import ReplayDriver, ReplayPlan, calibrate
 from harness.load.shapes import ShapeOptions

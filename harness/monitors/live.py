@@ -16,7 +16,7 @@ the run's length:
 Besides: calls in flight, the current stage, rate-limit headroom from the
 ``anthropic-ratelimit-*`` headers, a time series for the charts (bounded: it halves its
 resolution past :data:`MAX_POINTS`), and throughput against latency per stage (each stage's
-latencies reservoir-sampled past :data:`STAGE_SAMPLES`).
+latencies reservoir-sampled past :data:`harness.core.stage_points.STAGE_SAMPLES`).
 
 Everything is computed from the ``llm_request`` event, so on a master, which re-fires the
 workers' records there, the figures are the merged ones. Calls in flight on workers reach
@@ -25,9 +25,7 @@ the master through Locust's own worker reports.
 
 from __future__ import annotations
 
-import random
 import time
-from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +37,8 @@ from harness.core.measure import CallRecord
 from harness.core.ratelimits import parse_ratelimit
 from harness.core.slo import call_meets
 from harness.core.spillstore import SpilledSampleStore
-from harness.core.summary import LATENCY_METRICS, PERCENTILES, SampleStore, distribution
+from harness.core.stage_points import StagePoint
+from harness.core.summary import LATENCY_METRICS, PERCENTILES, SampleStore
 from harness.core.window import RecentWindow
 from harness.runtime.features import Feature
 from harness.runtime.state import Harness, harness_of
@@ -55,78 +54,12 @@ CHART_WINDOW_S = 10.0
 MAX_POINTS = 600
 """Chart points kept; past it the series halves its resolution, so memory stays bounded."""
 
-STAGE_SAMPLES = 50_000
-"""Latencies a stage keeps exactly per metric (400 KB); past it, a uniform reservoir of that size."""
-
 PERCENTILE_REFRESH_S = 5.0
 """Run-wide percentiles are reduced again at most this often (or 10x the last reduction's time)."""
 
 _REPORT_KEY = "llm_in_flight"
 
 Section = Callable[[], dict[str, Any] | None]
-
-
-class _Reservoir:
-    """Up to ``size`` samples kept exactly, then a uniform sample of that size (Algorithm R)."""
-
-    __slots__ = ("seen", "size", "values")
-
-    def __init__(self, size: int = STAGE_SAMPLES) -> None:
-        self.size = size
-        self.seen = 0
-        self.values: array[float] = array("d")
-
-    def add(self, value: float) -> None:
-        self.seen += 1
-        if len(self.values) < self.size:
-            self.values.append(value)
-            return
-        j = random.randrange(self.seen)
-        if j < self.size:
-            self.values[j] = value
-
-    @property
-    def exact(self) -> bool:
-        return self.seen == len(self.values)
-
-
-class _Stage:
-    """Calls that started in one stage: the points of the throughput-latency plot."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.calls = 0
-        self.ok = 0
-        self.output_tokens = 0
-        self.ttft = _Reservoir()
-        self.completion = _Reservoir()
-        self.seen_s = 0.0  # how long the harness was observed in this stage
-
-    def add(self, record: CallRecord) -> None:
-        self.calls += 1
-        self.output_tokens += record.output_tokens or 0
-        if not record.outcome.ok:
-            return
-        self.ok += 1
-        self.completion.add(record.completion_s)
-        if record.ttft_s is not None:
-            self.ttft.add(record.ttft_s)
-
-    def summary(self) -> dict[str, Any]:
-        span = self.seen_s
-        ttft = distribution(self.ttft.values)
-        return {
-            "stage": self.name,
-            "calls": self.calls,
-            "ok": self.ok,
-            "duration_s": span,
-            "requests_per_s": self.calls / span if span > 0 else None,
-            "output_tokens_per_s": self.output_tokens / span if span > 0 else None,
-            "ttft_p50_s": ttft["p50"],
-            "ttft_p95_s": ttft["p95"],
-            "completion_p50_s": distribution(self.completion.values)["p50"],
-            "exact": self.ttft.exact and self.completion.exact,
-        }
 
 
 class InFlight:
@@ -211,7 +144,7 @@ class LiveStats:
             good=lambda record: call_meets(record, self.harness.slos),
             clock=self._clock,
         )
-        self._stages: dict[str, _Stage] = {}
+        self._stages: dict[str, StagePoint] = {}
         self._series: list[dict[str, Any]] = []
         self._stride = 1
         self._ticks = 0
@@ -225,7 +158,7 @@ class LiveStats:
         if record.stage is not None:
             stage = self._stages.get(record.stage)
             if stage is None:
-                stage = self._stages[record.stage] = _Stage(record.stage)
+                stage = self._stages[record.stage] = StagePoint(record.stage)
             stage.add(record)
         if record.ratelimit:
             per_model = self._ratelimit.setdefault(record.model, {})
@@ -275,7 +208,7 @@ class LiveStats:
         if stage_name is not None:
             stage = self._stages.get(stage_name)
             if stage is None:
-                stage = self._stages[stage_name] = _Stage(stage_name)
+                stage = self._stages[stage_name] = StagePoint(stage_name)
             stage.seen_s += since
         self._ticks += 1
         if self._ticks % self._stride:

@@ -36,6 +36,7 @@ import errno
 import json
 import ssl
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,7 +48,7 @@ from harness.core.errors import CallError, ProtocolError
 from harness.core.measure import CONNECTION, TIMEOUT, CallMeasurement, Outcome, error_detail
 from harness.core.request import MessageRequest
 from harness.core.stream_decoder import StreamEventDecoder
-from harness.core.stream_events import usage_from
+from harness.core.stream_events import StreamEvent, usage_from
 from harness.transports.base import FIRST_TOKEN_LATE, TransportConfig
 from harness.transports.fast_http import READ_BLOCK, HeaderDict, Pool, SSLPool, StreamingResponse, send_all
 
@@ -161,30 +162,8 @@ class FastTransport:
         decoder = StreamEventDecoder()
         feed, event, delta = decoder.feed, measurement.event, measurement.content_delta
         read, clock = response.read_stamped, time.monotonic
-        # Each read is stamped with when the kernel received its newest bytes (Linux; over TLS,
-        # the raw read's that completed the record), mapped to the monotonic clock: a token that
-        # waited in the socket while the loop was busy (a burst of calls ending, the run's
-        # stop) keeps its true time. Without a kernel stamp, events are stamped as read.
-        last_read = clock()
-        # The wall clock minus the monotonic one (see stamped_tls.monotonic_of), read once a call:
-        # only a step of the wall clock changes it, and a stamp is never later than its read.
-        offset = time.time() - last_read
-        while measurement.t_first_token is None:
-            data, arrived = read()
-            if not data:
-                break
-            watch.last = read_at = clock()
-            now = read_at if arrived is None or arrived - offset > read_at else arrived - offset
-            before = measurement.deltas
-            for typed in feed(bytes(data)):
-                event(typed, now)
-            if measurement.t_first_token is not None and arrived is not None:
-                # The stamp is the newest segment's: exact for the first token unless a later
-                # delta shared its read (the reader fell a token behind and the kernel merged
-                # them); then the token came between the last read and that stamp.
-                FIRST_TOKEN_LATE.add(0.0 if measurement.deltas - before == 1 else now - last_read)
-            last_read = read_at
-        else:  # the first token came (a body that ended first skips this)
+        offset = read_until_first_token(read, lambda data: feed(bytes(data)), measurement, watch)
+        if offset is not None:  # the first token came (a body that ended first skips this)
             while True:
                 data, arrived = read()
                 if not data:
@@ -226,6 +205,44 @@ class FastTransport:
             body = json.loads(text)
         error_type, message = error_detail(body, _headers(response))
         return CallError(Outcome.http(status), f"{error_type}: {message[:200]}")
+
+
+def read_until_first_token(
+    read: Callable[[], tuple[bytes | bytearray, float | None]],
+    feed: Callable[[bytes | bytearray], Iterable[StreamEvent]],
+    measurement: CallMeasurement,
+    watch: _StallWatch,
+) -> float | None:
+    """Read and handle a stream's events up to its first token; the clock offset for the rest.
+
+    Each read is stamped with when the kernel received its newest bytes (Linux; over TLS, the
+    raw read's that completed the record), mapped to the monotonic clock: a token that waited
+    in the socket while the loop was busy (a burst of calls ending, the run's stop) keeps its
+    true time. Without a kernel stamp, events are stamped as read. The first token's possible
+    lateness goes to :data:`FIRST_TOKEN_LATE`. Returns the wall clock minus the monotonic one
+    (see stamped_tls.monotonic_of), read once a call (only a step of the wall clock changes
+    it, and a stamp is never later than its read), to map the later reads' stamps; ``None``
+    when the body ended before a first token.
+    """
+    event, clock = measurement.event, time.monotonic
+    last_read = clock()
+    offset = time.time() - last_read
+    while measurement.t_first_token is None:
+        data, arrived = read()
+        if not data:
+            return None
+        watch.last = read_at = clock()
+        now = read_at if arrived is None or arrived - offset > read_at else arrived - offset
+        before = measurement.deltas
+        for typed in feed(data):
+            event(typed, now)
+        if measurement.t_first_token is not None and arrived is not None:
+            # The stamp is the newest segment's: exact for the first token unless a later
+            # delta shared its read (the reader fell a token behind and the kernel merged
+            # them); then the token came between the last read and that stamp.
+            FIRST_TOKEN_LATE.add(0.0 if measurement.deltas - before == 1 else now - last_read)
+        last_read = read_at
+    return offset
 
 
 class _StallWatch:

@@ -26,9 +26,9 @@ from harness.core.eventstream import BedrockEventDecoder
 from harness.core.measure import CallMeasurement
 from harness.core.platforms import bedrock_request, vertex_request
 from harness.core.request import MessageRequest
-from harness.transports.base import FIRST_TOKEN_LATE, TransportConfig
+from harness.transports.base import TransportConfig
 from harness.transports.credentials import AwsAuth, GoogleAuth
-from harness.transports.fast import USER_AGENT, FastTransport, _StallWatch
+from harness.transports.fast import USER_AGENT, FastTransport, _StallWatch, read_until_first_token
 from harness.transports.fast_http import StreamingResponse
 
 __all__ = ["BedrockFastTransport", "VertexFastTransport"]
@@ -72,22 +72,13 @@ class BedrockFastTransport(FastTransport):
         read, clock = response.read_stamped, time.monotonic
         # As the first-party loop: each read's events stamped with the kernel's receive time of
         # its newest bytes (on the monotonic clock), and the first token's possible lateness counted.
-        last_read = clock()
-        offset = time.time() - last_read
-        while True:
+        offset = read_until_first_token(read, feed, measurement, watch)
+        while offset is not None:
             data, arrived = read()
             if not data:
                 break
             watch.last = read_at = clock()
             now = read_at if arrived is None or arrived - offset > read_at else arrived - offset
-            if measurement.t_first_token is None:
-                before = measurement.deltas
-                for typed in feed(data):
-                    event(typed, now)
-                if measurement.t_first_token is not None and arrived is not None:
-                    FIRST_TOKEN_LATE.add(0.0 if measurement.deltas - before == 1 else now - last_read)
-                last_read = read_at
-                continue
             for typed in feed(data):
                 event(typed, now)
         decoder.end()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from harness.simulator import SimulatorProcess
 from harness.simulator.model import DEFAULT_PROFILES
 
 from .search_locustfile import ANSWER_TOKENS, Explain
+from .test_cli import locust_to_log
 from .test_report import _report_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,20 +62,7 @@ def run_search(out: Path) -> tuple[int | None, str]:
     args += ["--search-precision", f"{PRECISION:.0%}", "--slo", f"ttft_p95<{SLO_MS}ms"]
     args += ["--simulator-args", SIM_ARGS, "--report-dir", str(out), "--junit-xml", str(out / "junit.xml")]
     log = out.parent / "search.log"
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "locust", *args],
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            code = proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            code = None
+    code = locust_to_log(*args, log=log, timeout=120)
     return code, log.read_text()
 
 

@@ -37,6 +37,27 @@ def locust(
     )
 
 
+def locust_to_log(*args: str, log: Path, timeout: float, cwd: Path = ROOT) -> int | None:
+    """``python -m locust ARGS`` with its output in the file ``log``; its exit code, None if it timed out.
+
+    A file, not a pipe: forked workers (``--processes``) would hold a pipe open past a timeout's kill.
+    """
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "locust", *args],
+            cwd=cwd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return None
+
+
 def start_locust(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Like :func:`locust`, started in the background so several runs overlap (a locustfile in
     ``cwd`` imports the harness from this checkout)."""

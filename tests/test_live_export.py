@@ -96,6 +96,15 @@ def scrape(url: str) -> Scrape | None:
     )
 
 
+def last_scrape(proc: subprocess.Popen[bytes], url: str) -> Scrape | None:
+    """Scrape ``url`` until ``proc`` exits (it lingers until the final figures are scraped); the last answer."""
+    final: Scrape | None = None
+    while proc.poll() is None:
+        final = scrape(url) or final
+        time.sleep(0.2)  # a scrape's pace, not a wait for a condition: the loop ends with the process
+    return final
+
+
 def locust(out: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "ANTHROPIC_", "OTEL_"))}
     with open(out / "locust.log", "wb") as log:
@@ -299,10 +308,7 @@ def test_a_headless_run_on_metrics_port_is_scraped_after_it_and_pushed_over_otlp
         assert during.total("llm_users") == 6
         # After the summary the process waits (--metrics-linger) until the final figures are scraped.
         wait_until(lambda: (run_dir / "summary.json").exists(), "the run to end", timeout=60)
-        final: Scrape | None = None
-        while proc.poll() is None:
-            final = scrape(url) or final
-            time.sleep(0.2)
+        final = last_scrape(proc, url)
         assert proc.returncode == 1  # some calls failed with 429
         assert final is not None
         records = check_counts_equal_the_records(final, run_dir)
@@ -349,10 +355,7 @@ def test_a_master_serves_the_merged_figures_of_its_workers(run_dir: Path) -> Non
         assert during.labels("llm_generator_loop_lag_seconds", "process").keys() == processes.keys()
         assert during.total("llm_users") == 6
         wait_until(lambda: (run_dir / "summary.json").exists(), "the run to end", timeout=60)
-        final: Scrape | None = None
-        while proc.poll() is None:
-            final = scrape(url) or final
-            time.sleep(0.2)
+        final = last_scrape(proc, url)
     finally:
         stop(proc)
     assert final is not None

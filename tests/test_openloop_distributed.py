@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import itertools
 import statistics
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 from harness.simulator import SimulatorProcess
 
 from .locust_runs import free_port, read_jsonl
+from .test_cli import locust_to_log
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "tests" / "openloop_locustfile.py"
@@ -28,26 +27,14 @@ RATE, DURATION_S, WARMUP_S = 6.0, 4.0, 1.0
 def run_two_processes(tmp_path: Path, arrival: list[str]) -> Path:
     """``locust --processes 2`` with these arrival options against the simulator; the report dir."""
     out, log = tmp_path / "out", tmp_path / "m.log"
-    with SimulatorProcess(["--seed", "5", "--ttft", "0.02", "--tps", "2000"]) as sim, open(log, "wb") as sink:
+    with SimulatorProcess(["--seed", "5", "--ttft", "0.02", "--tps", "2000"]) as sim:
         args = ["--headless", "--processes", "2", *arrival]
         # Its own master port: another run on the machine may hold Locust's default 5557.
         port = str(free_port())
         args += ["--master-bind-port", port, "--master-port", port]
         args += ["--stage-duration", f"{DURATION_S:g}s", "--warmup", f"{WARMUP_S:g}s"]
         args += ["--host", str(sim.url), "--report-dir", str(out)]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *args],
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            code = None
+        code = locust_to_log("-f", str(LOCUSTFILE), *args, log=log, timeout=60)
     assert code == 0, log.read_text()[-3000:]
     return out
 

@@ -32,6 +32,7 @@ from harness.outputs.webui.sections import replay_panel
 from harness.simulator import SimulatorProcess
 
 from .locust_runs import free_port, read_jsonl
+from .test_cli import locust_to_log
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "scenarios" / "data"
@@ -180,21 +181,7 @@ def test_processes_2_split_the_trace_and_the_master_ends_when_both_are_done(tmp_
     args = ["--processes", "2", "--master-bind-port", port, "--master-port", port]
     args += ["--trace-replay", str(SAMPLES[TraceFormat.HARNESS]), "--replay-speed", "2"]
     args += ["--replay-window", ":5s", "--report-dir", str(out), "--simulator-args", "--ttft 0.02 --tps 2000"]
-    # Output to a file, not a pipe: forked workers would hold a pipe open past a timeout's kill.
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", *args],
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            code = proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            code = None
+    code = locust_to_log("-f", str(ROOT / "locustfile.py"), "--headless", *args, log=log, timeout=90)
     output = log.read_text()
     assert code == 0, output[-3000:]
     records = read_jsonl(out / "requests.jsonl")

@@ -10,13 +10,11 @@ they are mid-stream at any stop; the others make short calls that end ``ok``.
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from urllib.request import Request, urlopen
 
-__all__ = ["HELD_LOCUSTFILE", "HeldStreams", "wait_until"]
+__all__ = ["HELD_LOCUSTFILE", "HeldStreams"]
 
 # Users of two kinds: short calls that end ok, and calls held open (past their first token) until
 # the test releases them, so that a stop always finds them in flight.
@@ -55,10 +53,3 @@ class HeldStreams:
     def release(self) -> None:
         """Let the server end them (their client has gone: the server writes into closed sockets)."""
         urlopen(Request(f"{self.url}/release/{self.key}", method="POST"), timeout=60).read()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)

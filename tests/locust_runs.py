@@ -57,6 +57,18 @@ def run_local(
     return run
 
 
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0, poll: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something true, and return that; AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll)
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now (for a master or a metrics port: another run may hold the default)."""
     with socket.socket() as sock:

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gevent
 import pytest
 from gevent import monkey
 from locust import constant
@@ -36,7 +35,7 @@ from harness import AnthropicUser, CallRecord, HarnessOptions, attach
 from harness.core.summary import percentile
 from harness.simulator.launcher import SimulatorProcess
 
-from .locust_runs import free_port, read_jsonl
+from .locust_runs import free_port, read_jsonl, wait_until
 from .test_cli import start_locust
 from .tls_server import https_server
 
@@ -276,13 +275,6 @@ def scripted_https_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         yield url
 
 
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        gevent.sleep(0.01)
-
-
 @pytest.mark.parametrize("transport", ["sdk", "fast"])
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_tokens_that_wait_while_the_loop_is_blocked_keep_their_time(
@@ -313,13 +305,18 @@ def test_tokens_that_wait_while_the_loop_is_blocked_keep_their_time(
 
     # Every call's request has reached the server (a TLS handshake or a request still in the
     # client's hands would wait for the loop, and the server would write after the block).
-    wait_for(lambda: harness.in_flight == 4 and json.loads(server(f"/held/{key}"))["held"] == 4)
+    wait_until(
+        lambda: harness.in_flight == 4 and json.loads(server(f"/held/{key}"))["held"] == 4,
+        "every request held by the server",
+        timeout=10.0,
+        poll=0.01,
+    )
     # The server sends every held stream's tokens and end 0.1 s into a 0.5 s stretch in which
     # this process does not run its event loop: the bytes wait in the sockets until it ends.
     server(f"/release/{key}?n=4&after=0.1", "POST")
     blocked_until = time.monotonic() + 0.5
     monkey.get_original("time", "sleep")(0.5)
-    wait_for(lambda: len(records) == 4)
+    wait_until(lambda: len(records) == 4, "the four records", timeout=10.0, poll=0.01)
     env.runner.quit()
 
     truth = {row["request_id"]: row for row in map(json.loads, server(f"/trace/{key}").decode().splitlines())}

@@ -13,10 +13,9 @@ import math
 import re
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from harness.outputs.live_counts import HISTOGRAMS
 from harness.outputs.metrics import GAUGES, TOKEN_COUNTERS, LiveMetrics, LiveSources, MetricsServer
 from tests.metrics_records import expected_counts, synthetic_records
 
-from .locust_runs import free_port
+from .locust_runs import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -41,17 +40,6 @@ VARIABLES = {"$__rate_interval": "1m", "$scenario": ".*", "$model": ".*"}
 needs_prometheus = pytest.mark.skipif(
     not Path(PROMETHEUS).exists(), reason="prometheus is not installed: apt-get install -y prometheus"
 )
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass

@@ -25,7 +25,8 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from .held_streams import HeldStreams, wait_until
+from .held_streams import HeldStreams
+from .locust_runs import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # The embedded simulator, slowed (calls of ~1 s), for the runs that need no call held at their stop.
